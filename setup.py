@@ -1,0 +1,37 @@
+"""speechjax: JAX/Flax, TPU-first pretraining of speech and audio foundation models."""
+from setuptools import find_packages, setup
+
+# Version ranges are the ones the test suite runs against (see .ci/run).
+INSTALL_REQUIRES = [
+    "jax>=0.10,<0.11",
+    "flax>=0.12,<0.13",
+    "optax>=0.2.8,<0.3",
+    "orbax-checkpoint>=0.12,<0.13",
+    "tensorflow-cpu>=2.20,<2.22",
+    "tensorboard>=2.20,<2.22",
+    "tensorflow-datasets>=4.9.9,<5",
+    "librosa>=0.11,<0.12",
+    "ml-collections>=1.1,<2",
+    "chex>=0.1.90,<0.2",
+    "soundfile>=0.13,<0.15",
+    "espeakng-loader>=0.2.4,<0.3",
+    "wordfreq>=3.1,<4",
+    "tqdm>=4.66",
+    "numpy>=2.0,<3",
+]
+
+EXTRAS = {
+    "test": ["pytest>=8", "pytest-timeout>=2.3", "scikit-learn>=1.5", "jiwer>=3.0"],
+    "interop": ["torch==2.13.0", "transformers>=4.57,<5", "kaldi-native-fbank>=1.20"],
+}
+
+setup(
+    name="speechjax",
+    version="0.1.0",
+    description=__doc__,
+    packages=find_packages(include=["speechjax", "speechjax.*"]),
+    python_requires=">=3.11",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["speechjax=speechjax.cli:main"]},
+)

@@ -1,0 +1,43 @@
+"""`speechjax <verb>`: one entry point for every job.
+
+    speechjax synth    --size tiny --seed 7 --out DIR          built-in synthetic speech corpus
+    speechjax prepare  --source SRC --out DIR [--strict]       audio sources → sharded records
+    speechjax stats    --data DIR [--split train]              iterate the input pipeline, print figures
+    speechjax train    --config configs/X.py:preset --workdir DIR [--config.a.b=v ...]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# verb → module with add_arguments(parser) and run(args) -> int
+VERBS = {
+    "synth": "speechjax.data.synth",
+    "prepare": "speechjax.data.prepare",
+    "stats": "speechjax.data.stats",
+    "train": "speechjax.train.cli",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  parser = argparse.ArgumentParser(prog="speechjax", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest="verb", required=True)
+  modules = {}
+  verb = argv[0] if argv and argv[0] in VERBS else None
+  for name, module_name in VERBS.items():
+    p = sub.add_parser(name)
+    if name == verb:   # import only the module that runs: keeps `speechjax synth` free of jax
+      modules[name] = importlib.import_module(module_name)
+      modules[name].add_arguments(p)
+  args, rest = parser.parse_known_args(argv)
+  if rest and args.verb != "train":
+    parser.error(f"unrecognized arguments: {' '.join(rest)}")
+  args.overrides = rest
+  return int(modules[args.verb].run(args) or 0)
+
+
+if __name__ == "__main__":
+  sys.exit(main())

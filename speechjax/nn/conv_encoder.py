@@ -1,0 +1,67 @@
+"""The wav2vec 2.0 / HuBERT convolutional feature encoder (waveform → 50 Hz frames).
+
+Default stack `[(512,10,5)] + [(512,3,2)]*4 + [(512,2,2)]*2`: stride 320 samples (20 ms), receptive field
+400 samples (25 ms). Modes (fairseq `extractor_mode`):
+  "group_norm": GroupNorm with one group per channel on layer 0 only (Base);
+  "layer_norm": LayerNorm over channels after every conv (Large).
+Every conv is Conv → [norm] → GELU.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax.numpy as jnp
+from flax import linen as nn
+
+from speechjax.nn.partitioning import logical, norm_inits
+
+DEFAULT_LAYERS = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
+
+
+def output_length(num_samples, layers: Sequence[tuple[int, int, int]] = DEFAULT_LAYERS):
+  """Frames produced from `num_samples` samples (works on ints and integer arrays)."""
+  for _, kernel, stride in layers:
+    num_samples = (num_samples - kernel) // stride + 1
+  return num_samples
+
+
+def frame_mask(audio_mask, layers=DEFAULT_LAYERS):
+  """`audio_mask` [B, T] bool → [B, F] bool: frames computed from real samples only."""
+  lengths = output_length(audio_mask.sum(-1), layers)
+  frames = output_length(audio_mask.shape[-1], layers)
+  return jnp.arange(frames)[None, :] < lengths[:, None]
+
+
+class ConvFeatureEncoder(nn.Module):
+  """`audio` [B, T] float → features [B, F, C_last] with F = output_length(T)."""
+  layers: Sequence[tuple[int, int, int]] = DEFAULT_LAYERS
+  mode: str = "group_norm"
+  conv_bias: bool = False
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, audio):
+    if self.mode not in ("group_norm", "layer_norm"):
+      raise ValueError(f"model.extractor_mode={self.mode!r}: expected 'group_norm' or 'layer_norm'")
+    x = audio[..., None].astype(self.dtype)
+    for i, (channels, kernel, stride) in enumerate(self.layers):
+      x = nn.Conv(channels, (kernel,), (stride,), padding="VALID", use_bias=self.conv_bias,
+                  dtype=self.dtype, name=f"conv{i}",
+                  kernel_init=logical(nn.initializers.kaiming_normal(), None, "conv_in", "conv_out"),
+                  bias_init=logical(nn.initializers.zeros, "conv_out"))(x)
+      if self.mode == "layer_norm":
+        x = nn.LayerNorm(dtype=self.dtype, name=f"norm{i}", **norm_inits("conv_out"))(x)
+      elif i == 0:
+        x = nn.GroupNorm(num_groups=channels, dtype=self.dtype, name="norm0", **norm_inits("conv_out"))(x)
+      x = nn.gelu(x, approximate=False)
+    return x
+
+
+def forward_flops(num_samples: int, layers=DEFAULT_LAYERS) -> float:
+  """Matmul FLOPs of one forward pass over `num_samples` samples (2 per multiply-add)."""
+  flops, channels_in, length = 0.0, 1, num_samples
+  for channels, kernel, stride in layers:
+    length = (length - kernel) // stride + 1
+    flops += 2.0 * length * kernel * channels_in * channels
+    channels_in = channels
+  return flops

@@ -1,0 +1,1 @@
+"""Mesh construction, logical-axis rules, host↔global arrays, multi-host init."""

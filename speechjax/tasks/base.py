@@ -1,0 +1,104 @@
+"""The Task contract (DESIGN.md §3) and the single-optimizer default implementation.
+
+A task owns its model, its objective and its TrainState layout. The trainer only calls:
+
+    task.abstract_variables(batch)       -> boxed ShapeDtypeStruct tree of model variables
+    task.init_state(rng, batch)          -> TrainState (traced under jit with out_shardings)
+    task.train_step(state, batch)        -> (state, metrics)   pure; jitted by the trainer
+    task.eval_step(state, batch)         -> metrics
+    task.flops_per_example()             -> model FLOPs of one training example (fwd + bwd)
+
+Subclasses implement `build_model()`, `loss(params, batch, rng, train)` and `forward_flops()`.
+A task with several optimizers (codec GAN) overrides `init_state` and `train_step`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import linen as nn
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from speechjax.train import optim
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array            # int32 scalar: train_step calls so far (micro-steps with accumulation)
+  params: Any
+  opt_state: Any
+  rng: jax.Array             # uint32[2] base key; step keys are fold_in(rng, step)
+  ema_params: Any = None     # param EMA when optim.ema_decay > 0
+
+
+class Task:
+  """Single-model, single-optimizer task: gradient of `loss`, one Optax update per step."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.model = self.build_model()
+    self.tx, self.schedule = optim.make_optimizer(config.optim, config.train.num_steps)
+
+  # --- to implement -------------------------------------------------------------------------
+  def build_model(self) -> nn.Module:
+    raise NotImplementedError
+
+  def loss(self, params, batch: dict, rng, train: bool) -> tuple[jax.Array, dict]:
+    """Returns (scalar loss, metrics dict of scalars)."""
+    raise NotImplementedError
+
+  def forward_flops(self) -> float:
+    """Model FLOPs of one forward pass over one example of the configured length."""
+    raise NotImplementedError
+
+  # --- contract -----------------------------------------------------------------------------
+  def model_inputs(self, batch: dict) -> tuple:
+    return batch["audio"], batch["audio_mask"]
+
+  def abstract_variables(self, batch: dict):
+    return jax.eval_shape(lambda b: self.model.init(jax.random.PRNGKey(0), *self.model_inputs(b)),
+                          batch)
+
+  def state_shardings(self, abstract_state: TrainState, mesh, axis_rules, batch: dict) -> TrainState:
+    """Params sharded by their logical axes; optimizer moments like their params; the rest replicated."""
+    replicated = NamedSharding(mesh, P())
+    params = nn.logical_to_mesh_sharding(
+        nn.get_partition_spec(self.abstract_variables(batch))["params"], mesh, axis_rules)
+    opt_state = optax.tree_map_params(self.tx, lambda _, s: s, abstract_state.opt_state, params,
+                                      transform_non_params=lambda _: replicated)
+    return TrainState(step=replicated, params=params, opt_state=opt_state, rng=replicated,
+                      ema_params=None if abstract_state.ema_params is None else params)
+
+  def init_state(self, rng, batch: dict) -> TrainState:
+    params = nn.unbox(self.model.init(rng, *self.model_inputs(batch))["params"])
+    ema = params if self.config.optim.ema_decay > 0 else None
+    return TrainState(step=jnp.zeros([], jnp.int32), params=params, opt_state=self.tx.init(params),
+                      rng=jax.random.key_data(jax.random.PRNGKey(self.config.train.seed)),
+                      ema_params=ema)
+
+  def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    grad_fn = jax.value_and_grad(self.loss, has_aux=True)
+    (loss, metrics), grads = grad_fn(state.params, batch, rng, True)
+    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema = state.ema_params
+    if ema is not None:
+      ema = optim.ema_update(ema, params, self.config.optim.ema_decay)
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads),
+               "lr": optim.learning_rate(state.opt_state, self.schedule),
+               "skipped_updates": optim.num_skipped_updates(opt_state)}
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
+    return new_state, metrics
+
+  def eval_step(self, state: TrainState, batch: dict) -> dict:
+    params = state.ema_params if state.ema_params is not None else state.params
+    loss, metrics = self.loss(params, batch, jax.random.PRNGKey(0), False)
+    return {**metrics, "loss": loss}
+
+  def flops_per_example(self) -> float:
+    return 3.0 * self.forward_flops()   # forward + backward (2x)

@@ -1,0 +1,33 @@
+"""Supervised per-frame classification (e.g. phones from the synthetic corpus's 20 ms alignments).
+
+Loss: cross-entropy averaged over real frames that have a label. Metrics: loss, frame accuracy.
+Model frame i is paired with label frame i (both start at sample 0 with the model's 320-sample stride).
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import optax
+
+from speechjax.models import frame_classifier
+from speechjax.tasks import base
+
+
+class Task(base.Task):
+
+  def build_model(self):
+    return frame_classifier.from_config(self.config.model)
+
+  def loss(self, params, batch, rng, train):
+    out = self.model.apply({"params": params}, batch["audio"], batch["audio_mask"], train=train)
+    logits = out["logits"]
+    frames = logits.shape[1]
+    labels = batch[f"labels/{self.config.task.label}"][:, :frames]
+    mask = out["frame_mask"] & (labels >= 0)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
+    count = jnp.maximum(mask.sum(), 1)
+    loss = jnp.where(mask, ce, 0.0).sum() / count
+    correct = (logits.argmax(-1) == labels) & mask
+    return loss, {"accuracy": correct.sum() / count, "frames": mask.sum()}
+
+  def forward_flops(self):
+    return frame_classifier.forward_flops(self.config.model, self.config.data.max_sample_size)

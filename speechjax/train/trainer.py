@@ -1,0 +1,185 @@
+"""The training loop: one code path from a laptop CPU to a TPU pod.
+
+    mesh → data (this host's shard) → task → abstract state → sharded init or restore
+         → jitted, donated train_step with pinned shardings → loop (log, eval, checkpoint, preemption)
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from flax import linen as nn
+from tqdm import tqdm
+
+from speechjax import config as config_lib
+from speechjax.data import pipeline as pipeline_lib
+from speechjax.parallel import mesh as mesh_lib
+from speechjax.tasks import get_task
+from speechjax.train import checkpoint as ckpt_lib
+from speechjax.train import metrics as metrics_lib
+
+
+def default_train_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      "num_steps": 1000, "seed": 0, "log_every": 50, "eval_every": 0, "eval_steps": 10,
+      "peak_flops": 0.0,            # per device; 0 = from the device table, or measured on CPU
+      "profile_steps": (),          # (first, last): jax.profiler trace of those steps
+  })
+
+
+def default_checkpoint_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({"save_every": 1000, "max_to_keep": 3, "keep_best": "",
+                                    "best_mode": "min", "async_save": True})
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Start-up checks of the trainer's sections; each error names its field."""
+  config_lib.check_sections(cfg)
+  r = config_lib.require
+  r(cfg.train.num_steps > 0, "train.num_steps", cfg.train.num_steps, "must be > 0")
+  r(cfg.train.log_every > 0, "train.log_every", cfg.train.log_every, "must be > 0")
+  r(cfg.train.eval_every >= 0, "train.eval_every", cfg.train.eval_every, "must be >= 0")
+  r(cfg.checkpoint.save_every > 0, "checkpoint.save_every", cfg.checkpoint.save_every, "must be > 0")
+  r(cfg.checkpoint.best_mode in ("min", "max"), "checkpoint.best_mode", cfg.checkpoint.best_mode,
+    "must be 'min' or 'max'")
+  r(cfg.data.batch_size > 0, "data.batch_size", cfg.data.batch_size, "must be > 0")
+  r(cfg.data.max_sample_size > 0, "data.max_sample_size", cfg.data.max_sample_size, "must be > 0")
+  r(0 <= cfg.data.min_sample_size <= cfg.data.max_sample_size, "data.min_sample_size",
+    cfg.data.min_sample_size, "must be in [0, data.max_sample_size]")
+  r(len(cfg.train.profile_steps) in (0, 2), "train.profile_steps", cfg.train.profile_steps,
+    "must be () or (first, last)")
+  r(tf.io.gfile.exists(os.path.join(cfg.data.path, "meta.json")), "data.path", cfg.data.path,
+    "is not a prepared data set (no meta.json; run `speechjax prepare`)")
+
+
+def _check_batch_divides_mesh(cfg, mesh) -> None:
+  shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  config_lib.require(cfg.data.batch_size % shards == 0, "data.batch_size", cfg.data.batch_size,
+                     f"must be divisible by the mesh's batch axes data×fsdp = {shards}")
+
+
+class Trainer:
+  """Builds everything for `config` in `workdir`; `run()` trains to `train.num_steps`."""
+
+  def __init__(self, cfg: ml_collections.ConfigDict, workdir: str):
+    validate(cfg)
+    self.cfg, self.workdir = cfg, workdir
+    self.is_main = jax.process_index() == 0
+    tf.io.gfile.makedirs(workdir)
+    self.mesh = mesh_lib.make_mesh(cfg.mesh)
+    _check_batch_divides_mesh(cfg, self.mesh)
+    self.rules = mesh_lib.rules(cfg.mesh)
+    self.task = get_task(cfg)
+    self.data = pipeline_lib.from_config(cfg.data, True, jax.process_index(), jax.process_count())
+    self.config_json = config_lib.to_json(cfg)
+    if self.is_main:
+      with tf.io.gfile.GFile(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(self.config_json)
+    self.checkpointer = ckpt_lib.Checkpointer(workdir, cfg.checkpoint, self.config_json)
+    self.writer = metrics_lib.Writer(workdir)
+    self._build_state()
+    self._build_steps()
+
+  # --- state --------------------------------------------------------------------------------
+  def _build_state(self):
+    batch = ckpt_lib.example_batch(self.cfg, 1)
+    rng = jax.random.PRNGKey(self.cfg.train.seed)
+    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+      abstract = jax.eval_shape(self.task.init_state, rng, batch)
+      self.state_shardings = self.task.state_shardings(abstract, self.mesh, self.rules, batch)
+      if self.checkpointer.latest_step() is not None:
+        target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                              abstract, self.state_shardings)
+        self.state, meta = self.checkpointer.restore(target)
+        self.data.restore(meta["data"][jax.process_index()])
+        self._log(f"resumed from step {meta['step']} (data position {self.data.position})")
+      else:
+        init = jax.jit(self.task.init_state, out_shardings=self.state_shardings)
+        self.state = init(rng, batch)
+
+  def _build_steps(self):
+    batch_sharding = mesh_lib.batch_sharding(self.mesh)
+    replicated = mesh_lib.replicated(self.mesh)
+    self.train_step = jax.jit(self.task.train_step, in_shardings=(self.state_shardings, batch_sharding),
+                              out_shardings=(self.state_shardings, replicated), donate_argnums=0)
+    self.eval_step = jax.jit(self.task.eval_step, in_shardings=(self.state_shardings, batch_sharding),
+                             out_shardings=replicated)
+
+  def _log(self, message: str):
+    if self.is_main:
+      tqdm.write(message)
+
+  # --- loop ---------------------------------------------------------------------------------
+  def run(self) -> dict:
+    cfg = self.cfg
+    step = int(jax.device_get(self.state.step))
+    audio_seconds = cfg.data.batch_size * cfg.data.max_sample_size / 16000
+    throughput = metrics_lib.Throughput(
+        audio_seconds, cfg.data.batch_size * self.task.flops_per_example(),
+        metrics_lib.peak_flops_per_device(cfg.train.peak_flops) * jax.device_count())
+    bar = tqdm(total=cfg.train.num_steps, initial=step, disable=not self.is_main, dynamic_ncols=True)
+    window, last = [], {}
+    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+      while step < cfg.train.num_steps:
+        self._maybe_profile(step)
+        batch = mesh_lib.host_to_global(next(self.data), self.mesh)
+        with jax.profiler.StepTraceAnnotation("train", step_num=step):
+          self.state, metrics = self.train_step(self.state, batch)
+        window.append(metrics)
+        step += 1
+        throughput.tick()
+        bar.update(1)
+        if step % cfg.train.log_every == 0 or step == cfg.train.num_steps:
+          last = self._write_window(step, window, throughput, bar)
+          window = []
+        if cfg.train.eval_every and step % cfg.train.eval_every == 0:
+          last.update(self.evaluate(step))
+        self.checkpointer.save(step, self.state, self.data.position)
+        if self.checkpointer.should_stop(step):
+          self._log(f"preemption notice: saving step {step} and stopping")
+          self.checkpointer.save(step, self.state, self.data.position, force=True)
+          break
+    bar.close()
+    if step == cfg.train.num_steps:
+      self.checkpointer.save(step, self.state, self.data.position, force=True)
+    self.checkpointer.close()
+    self.writer.close()
+    return last
+
+  def _write_window(self, step, window, throughput, bar) -> dict:
+    values = jax.device_get(window)   # the only host sync: once per logging window
+    scalars = {k: float(np.mean([v[k] for v in values])) for k in values[0]}
+    scalars["skipped_updates"] = float(values[-1]["skipped_updates"])
+    scalars.update(throughput.report())
+    self.writer.write(step, scalars)
+    bar.set_postfix(loss=f"{scalars['loss']:.4f}", audio_s_per_s=f"{scalars['audio_seconds_per_s']:.0f}",
+                    mfu=f"{scalars['mfu']:.2%}")
+    return scalars
+
+  def _maybe_profile(self, step: int):
+    steps = tuple(self.cfg.train.profile_steps)
+    if steps and step == steps[0]:
+      jax.profiler.start_trace(os.path.join(self.workdir, "profile"))
+    if steps and step == steps[1] + 1:
+      jax.profiler.stop_trace()
+
+  def evaluate(self, step: int) -> dict:
+    """Mean eval metrics over `train.eval_steps` batches of the eval split (one pass at most)."""
+    data = pipeline_lib.from_config(self.cfg.data, False, jax.process_index(), jax.process_count())
+    results = []
+    for _, batch in zip(range(self.cfg.train.eval_steps), data):
+      results.append(self.eval_step(self.state, mesh_lib.host_to_global(batch, self.mesh)))
+    results = jax.device_get(results)
+    scalars = {k: float(np.mean([r[k] for r in results])) for k in results[0]} if results else {}
+    self.writer.write(step, scalars, prefix="eval")
+    self.checkpointer.maybe_save_best(step, self.state, self.data.position, scalars)
+    self._log(f"step {step} eval: " + json.dumps({k: round(v, 4) for k, v in scalars.items()}))
+    return {f"eval_{k}": v for k, v in scalars.items()}
+
+
+def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
+  return Trainer(cfg, workdir).run()
