@@ -47,13 +47,15 @@ class ConvFeatureEncoder(nn.Module):
     for i, (channels, kernel, stride) in enumerate(self.layers):
       x = nn.Conv(channels, (kernel,), (stride,), padding="VALID", use_bias=self.conv_bias,
                   dtype=self.dtype, name=f"conv{i}",
-                  kernel_init=logical(nn.initializers.kaiming_normal(), None, "conv_in", "conv_out"),
+                  kernel_init=logical(nn.initializers.kaiming_normal(), None,
+                                      "conv_in" if i else None, "conv_out"),
                   bias_init=logical(nn.initializers.zeros, "conv_out"))(x)
       if self.mode == "layer_norm":
         x = nn.LayerNorm(dtype=self.dtype, name=f"norm{i}", **norm_inits("conv_out"))(x)
       elif i == 0:
         x = nn.GroupNorm(num_groups=channels, dtype=self.dtype, name="norm0", **norm_inits("conv_out"))(x)
       x = nn.gelu(x, approximate=False)
+      x = nn.with_logical_constraint(x, ("batch", "length", "conv_out"))
     return x
 
 

@@ -23,6 +23,7 @@ import optax
 from flax import linen as nn
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from speechjax.parallel import mesh as mesh_lib
 from speechjax.train import optim
 
 
@@ -66,10 +67,8 @@ class Task:
   def state_shardings(self, abstract_state: TrainState, mesh, axis_rules, batch: dict) -> TrainState:
     """Params sharded by their logical axes; optimizer moments like their params; the rest replicated."""
     replicated = NamedSharding(mesh, P())
-    params = nn.logical_to_mesh_sharding(
-        nn.get_partition_spec(self.abstract_variables(batch))["params"], mesh, axis_rules)
-    opt_state = optax.tree_map_params(self.tx, lambda _, s: s, abstract_state.opt_state, params,
-                                      transform_non_params=lambda _: replicated)
+    params = mesh_lib.logical_shardings(self.abstract_variables(batch)["params"], mesh, axis_rules)
+    opt_state = optim.map_param_states(abstract_state.opt_state, params, lambda _: replicated)
     return TrainState(step=replicated, params=params, opt_state=opt_state, rng=replicated,
                       ema_params=None if abstract_state.ema_params is None else params)
 

@@ -136,7 +136,7 @@ def load_model(path: str, step: int | None = None):
   """A checkpoint alone rebuilds its model: returns (config, model, params) on one device.
 
   `path` is a workdir, its `checkpoints/` directory, or `checkpoints/best`."""
-  from flax import linen as nn  # local imports keep this module light for the trainer
+  from speechjax.parallel import mesh as mesh_lib   # local imports: the trainer imports this module
   from speechjax.tasks import get_task
   directory = os.path.join(path, "checkpoints") if os.path.isdir(
       os.path.join(path, "checkpoints")) else path
@@ -146,7 +146,7 @@ def load_model(path: str, step: int | None = None):
   batch = example_batch(config, 1)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                          nn.unbox(task.abstract_variables(batch))["params"])
+                          mesh_lib.strip_boxes(task.abstract_variables(batch))["params"])
   return config, task.model, restore_params(directory, abstract, step)
 
 

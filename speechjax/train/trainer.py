@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -84,11 +85,17 @@ class Trainer:
     self._build_state()
     self._build_steps()
 
+  @contextlib.contextmanager
+  def context(self):
+    """The mesh and logical-axis rules under which the task's functions are traced."""
+    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+      yield
+
   # --- state --------------------------------------------------------------------------------
   def _build_state(self):
     batch = ckpt_lib.example_batch(self.cfg, 1)
     rng = jax.random.PRNGKey(self.cfg.train.seed)
-    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+    with self.context():
       abstract = jax.eval_shape(self.task.init_state, rng, batch)
       self.state_shardings = self.task.state_shardings(abstract, self.mesh, self.rules, batch)
       if self.checkpointer.latest_step() is not None:
@@ -123,7 +130,7 @@ class Trainer:
         metrics_lib.peak_flops_per_device(cfg.train.peak_flops) * jax.device_count())
     bar = tqdm(total=cfg.train.num_steps, initial=step, disable=not self.is_main, dynamic_ncols=True)
     window, last = [], {}
-    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+    with self.context():
       while step < cfg.train.num_steps:
         self._maybe_profile(step)
         batch = mesh_lib.host_to_global(next(self.data), self.mesh)
