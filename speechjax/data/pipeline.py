@@ -45,6 +45,7 @@ class PipelineSpec:
   process_count: int = 1
   repeat: bool = True               # False: one epoch, last partial batch padded (evaluation)
   prefetch: int = 2
+  num_threads: int = 0              # tf.data threads; 0 = as many as tf.data likes
 
 
 def _host_files(meta: records.DatasetMeta, spec: PipelineSpec) -> tuple[list[str], bool]:
@@ -110,7 +111,12 @@ class Pipeline:
     if spec.repeat:
       rest = tf.data.Dataset.range(start_epoch + 1, 2**62).flat_map(lambda e: self._epoch(e, 0))
       first = first.concatenate(rest)
-    return first.prefetch(spec.prefetch)
+    options = tf.data.Options()
+    options.deterministic = True
+    if spec.num_threads:
+      options.threading.private_threadpool_size = spec.num_threads
+      options.threading.max_intra_op_parallelism = 1
+    return first.prefetch(spec.prefetch).with_options(options)
 
   def _epoch(self, epoch, skip_batches: int) -> tf.data.Dataset:
     spec = self.spec

@@ -12,7 +12,7 @@ HERE = os.path.dirname(__file__)
 # A wider MLP than the tiny preset, so that parameters (not the batch) dominate the step's memory.
 # Adam divides by sqrt(v) + eps: with eps=1e-6, coordinates whose gradient is ~1e-7 turn float32
 # reduction-order noise into full-size updates. eps=1e-3 keeps this comparison about sharding.
-OVERRIDES = ["--config.train.num_steps=5", "--config.model.embed_dim=256", "--config.model.mlp_dim=1024",
+OVERRIDES = ["--config.train.num_steps=5", "--config.model.embed_dim=256", "--config.model.mlp_dim=2048",
              "--config.optim.eps=1e-3"]
 
 

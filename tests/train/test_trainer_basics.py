@@ -1,0 +1,69 @@
+"""Config validation, NaN batches, checkpoint → model reload, and learning on the tone data."""
+import jax
+import numpy as np
+import pytest
+
+import harness
+import speechjax
+from speechjax import config
+from speechjax.parallel import mesh as mesh_lib
+
+
+@pytest.mark.parametrize("override, field", [
+    ("--config.optim.lrr=1", "optim.lrr"),
+    ("--config.nosection.x=1", "nosection"),
+    ("--config.train.num_steps=abc", "train.num_steps"),
+    ("--config.train.num_steps=0", "train.num_steps"),
+    ("--config.data.min_sample_size=-1", "data.min_sample_size"),
+    ("--config.mesh.shape=(3,1,1)", "mesh.shape"),
+    ("--config.data.path=/nonexistent", "data.path"),
+    ("--config.optim.warmup_steps=100000", "optim.warmup_steps"),
+    ("--config.task.name=nope", "task.name"),
+    ("--config.checkpoint.best_mode=median", "checkpoint.best_mode"),
+])
+def test_bad_config_fails_fast_naming_the_field(tone_data, tmp_path, override, field):
+  with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+    harness.make_trainer(tone_data, str(tmp_path), [override])
+
+
+def test_nan_batch_is_skipped_and_counted(tone_data, tmp_path):
+  trainer = harness.make_trainer(tone_data, str(tmp_path), ["--config.train.num_steps=3"])
+  batch = next(trainer.data)
+  batch["audio"][0, :100] = np.nan
+  with trainer.context():
+    before = jax.device_get(trainer.state.params)
+    trainer.state, metrics = trainer.train_step(trainer.state, mesh_lib.host_to_global(batch, trainer.mesh))
+    after = jax.device_get(trainer.state.params)
+  assert int(metrics["skipped_updates"]) == 1 and not np.isfinite(float(metrics["loss"]))
+  jax.tree.map(np.testing.assert_array_equal, before, after)
+  final = trainer.run()   # training goes on from the untouched params
+  assert np.isfinite(final["loss"]) and final["skipped_updates"] == 1
+
+
+def test_training_learns_and_checkpoint_rebuilds_the_model(tone_data, tmp_path):
+  trainer = harness.make_trainer(tone_data, str(tmp_path), [
+      "--config.train.num_steps=150", "--config.train.log_every=25", "--config.optim.lr=3e-3",
+      "--config.train.eval_every=150", "--config.checkpoint.keep_best=accuracy",
+      "--config.checkpoint.best_mode=max"])
+  final = trainer.run()
+  losses = harness.read_losses(str(tmp_path))
+  assert losses[150] < 0.7 * losses[25], losses
+  assert final["eval_accuracy"] > 0.5   # 8 tones: chance is 0.125
+  cfg, model, params = speechjax.load(str(tmp_path))
+  assert cfg.train.num_steps == 150 and cfg.model.num_classes == 8
+  batch = next(trainer.data)
+  out = model.apply({"params": params}, batch["audio"], batch["audio_mask"])
+  labels = batch["labels/phone_20ms"][:, :out["logits"].shape[1]]
+  mask = out["frame_mask"] & (labels >= 0)
+  accuracy = float(((out["logits"].argmax(-1) == labels) & mask).sum() / mask.sum())
+  assert accuracy > 0.5
+  best_cfg, _, best_params = speechjax.load(str(tmp_path / "checkpoints" / "best"))
+  jax.tree.map(np.testing.assert_array_equal, best_params, params)   # the only eval was the last step
+
+
+def test_override_parsing():
+  cfg = config.load(harness.CONFIG, ["--config.optim.lr", "0.5", "--config.data.labels=('a','b')",
+                                     "--config.task.name=frame_classify"])
+  assert cfg.optim.lr == 0.5 and tuple(cfg.data.labels) == ("a", "b")
+  with pytest.raises(config.ConfigError, match="missing value"):
+    config.load(harness.CONFIG, ["--config.optim.lr"])
