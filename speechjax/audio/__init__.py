@@ -1,0 +1,1 @@
+"""Signal processing and audio file helpers; framework-free where possible."""
