@@ -48,8 +48,8 @@ class Task:
   def build_model(self) -> nn.Module:
     raise NotImplementedError
 
-  def loss(self, params, batch: dict, rng, train: bool) -> tuple[jax.Array, dict]:
-    """Returns (scalar loss, metrics dict of scalars)."""
+  def loss(self, params, batch: dict, rng, train: bool, step) -> tuple[jax.Array, dict]:
+    """Returns (scalar loss, metrics dict of scalars). `step`: int32 scalar, for schedules inside the loss."""
     raise NotImplementedError
 
   def forward_flops(self) -> float:
@@ -82,7 +82,7 @@ class Task:
   def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     grad_fn = jax.value_and_grad(self.loss, has_aux=True)
-    (loss, metrics), grads = grad_fn(state.params, batch, rng, True)
+    (loss, metrics), grads = grad_fn(state.params, batch, rng, True, state.step)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema = state.ema_params
@@ -96,7 +96,7 @@ class Task:
 
   def eval_step(self, state: TrainState, batch: dict) -> dict:
     params = state.ema_params if state.ema_params is not None else state.params
-    loss, metrics = self.loss(params, batch, jax.random.PRNGKey(0), False)
+    loss, metrics = self.loss(params, batch, jax.random.PRNGKey(0), False, state.step)
     return {**metrics, "loss": loss}
 
   def flops_per_example(self) -> float:

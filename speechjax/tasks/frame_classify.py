@@ -17,7 +17,7 @@ class Task(base.Task):
   def build_model(self):
     return frame_classifier.from_config(self.config.model)
 
-  def loss(self, params, batch, rng, train):
+  def loss(self, params, batch, rng, train, step):
     out = self.model.apply({"params": params}, batch["audio"], batch["audio_mask"], train=train)
     logits = out["logits"]
     frames = logits.shape[1]

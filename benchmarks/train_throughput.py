@@ -1,0 +1,86 @@
+"""Training-step throughput: audio-seconds/s and MFU of each config given.
+
+    python benchmarks/train_throughput.py --config configs/frame_classifier.py:tiny [--config ...] \
+        [--batch 8] [--seconds 4] [--steps 10]
+
+The peak FLOP/s is measured on the spot by a float32 matmul (the practical peak on a CPU; on TPU/GPU use the
+chip table of speechjax.train.metrics instead). MFU uses two FLOP counts: the task's analytic model FLOPs
+(`flops_per_example`, fwd + bwd) and XLA's own count from the compiled step's cost analysis.
+Batches are random audio of the configured static shape; no input pipeline is involved.
+"""
+import argparse
+import json
+import time
+
+import jax
+import numpy as np
+from flax import linen as nn
+
+from speechjax import config as config_lib
+from speechjax.parallel import mesh as mesh_lib
+from speechjax.tasks import get_task
+from speechjax.train import checkpoint, metrics
+
+
+def random_batch(cfg, batch_size: int, label_frames: dict) -> dict:
+  rng = np.random.default_rng(0)
+  t = cfg.data.max_sample_size
+  batch = checkpoint.example_batch(cfg, batch_size)
+  batch["audio"] = (0.1 * rng.standard_normal((batch_size, t))).astype(np.float32)
+  for name, frames in label_frames.items():
+    batch[f"labels/{name}"] = rng.integers(0, 8, (batch_size, frames)).astype(np.int32)
+    batch[f"labels_mask/{name}"] = np.ones((batch_size, frames), bool)
+  return batch
+
+
+def measure(spec: str, overrides: list[str], batch_size: int, seconds: float, steps: int, peak: float):
+  cfg = config_lib.load(spec, overrides + [f"--config.data.batch_size={batch_size}",
+                                           f"--config.data.max_sample_size={int(seconds * 16000)}",
+                                           "--config.optim.warmup_steps=1", "--config.train.num_steps=100"])
+  task = get_task(cfg)
+  mesh = mesh_lib.make_mesh(cfg.mesh)
+  rules = mesh_lib.rules(cfg.mesh)
+  frames = {name: cfg.data.max_sample_size // 320 for name in cfg.data.labels}
+  batch = random_batch(cfg, batch_size, frames)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(0), batch)
+    shardings = task.state_shardings(abstract, mesh, rules, batch)
+    state = jax.jit(task.init_state, out_shardings=shardings)(jax.random.PRNGKey(0), batch)
+    step = jax.jit(task.train_step, in_shardings=(shardings, mesh_lib.batch_sharding(mesh)),
+                   out_shardings=(shardings, mesh_lib.replicated(mesh)), donate_argnums=0)
+    global_batch = mesh_lib.host_to_global(batch, mesh)
+    compiled = step.lower(state, global_batch).compile()
+    xla_flops = float(compiled.cost_analysis().get("flops", 0.0))
+    state, out = step(state, global_batch)   # warm-up
+    jax.block_until_ready(out)
+    start = time.perf_counter()
+    for _ in range(steps):
+      state, out = step(state, global_batch)
+    jax.block_until_ready(out)
+    step_time = (time.perf_counter() - start) / steps
+  model_flops = batch_size * task.flops_per_example()
+  total_peak = peak * jax.device_count()
+  return {"config": spec, "batch": batch_size, "seconds": seconds, "step_time_s": round(step_time, 4),
+          "audio_seconds_per_s": round(batch_size * seconds / step_time, 2),
+          "model_gflop_per_step": round(model_flops / 1e9, 3), "xla_gflop_per_step": round(xla_flops / 1e9, 3),
+          "mfu_model": round(model_flops / step_time / total_peak, 4),
+          "mfu_xla": round(xla_flops / step_time / total_peak, 4),
+          "peak_gflops_per_device": round(peak / 1e9, 1), "devices": jax.device_count(),
+          "device": jax.devices()[0].device_kind}
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--config", action="append", required=True)
+  parser.add_argument("--override", action="append", default=[], help="--config.a.b=v for every config")
+  parser.add_argument("--batch", type=int, default=8)
+  parser.add_argument("--seconds", type=float, default=4.0)
+  parser.add_argument("--steps", type=int, default=10)
+  args = parser.parse_args()
+  peak = metrics.measure_matmul_flops(2048, repeats=5)
+  for spec in args.config:
+    print(json.dumps(measure(spec, args.override, args.batch, args.seconds, args.steps, peak)))
+
+
+if __name__ == "__main__":
+  main()
