@@ -30,7 +30,7 @@ setup(
     name="speechjax",
     version="0.1.0",
     description=__doc__,
-    packages=find_packages(include=["speechjax", "speechjax.*"]),
+    packages=find_packages(include=["speechjax", "speechjax.*", "launch"]),
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

@@ -33,10 +33,14 @@ def random_batch(cfg, batch_size: int, label_frames: dict) -> dict:
   return batch
 
 
+def load_config(spec: str, overrides: list[str], batch_size: int, seconds: float):
+  return config_lib.load(spec, overrides + [f"--config.data.batch_size={batch_size}",
+                                            f"--config.data.max_sample_size={int(seconds * 16000)}",
+                                            "--config.optim.warmup_steps=1", "--config.train.num_steps=100"])
+
+
 def measure(spec: str, overrides: list[str], batch_size: int, seconds: float, steps: int, peak: float):
-  cfg = config_lib.load(spec, overrides + [f"--config.data.batch_size={batch_size}",
-                                           f"--config.data.max_sample_size={int(seconds * 16000)}",
-                                           "--config.optim.warmup_steps=1", "--config.train.num_steps=100"])
+  cfg = load_config(spec, overrides, batch_size, seconds)
   task = get_task(cfg)
   mesh = mesh_lib.make_mesh(cfg.mesh)
   rules = mesh_lib.rules(cfg.mesh)

@@ -4,6 +4,10 @@
     speechjax prepare  --source SRC --out DIR [--strict]       audio sources → sharded records
     speechjax stats    --data DIR [--split train]              iterate the input pipeline, print figures
     speechjax train    --config configs/X.py:preset --workdir DIR [--config.a.b=v ...]
+    speechjax dump     --data DIR --out FEATS [--kind mfcc | --kind layer --ckpt WORKDIR --layer 6]
+    speechjax kmeans   --features FEATS --k 100 --out km.npz
+    speechjax label    --data DIR --features FEATS --kmeans km.npz --out LABELED
+    speechjax loop     --workdir DIR [--config configs/hubert_loop.py:small]   HuBERT iterations
 """
 from __future__ import annotations
 
@@ -11,13 +15,23 @@ import argparse
 import importlib
 import sys
 
-# verb → module with add_arguments(parser) and run(args) -> int
+# verb → "module[:object]" whose add_arguments(parser) and run(args) -> int implement it
 VERBS = {
     "synth": "speechjax.data.synth",
     "prepare": "speechjax.data.prepare",
     "stats": "speechjax.data.stats",
     "train": "speechjax.train.cli",
+    "dump": "speechjax.cluster.commands:Dump",
+    "kmeans": "speechjax.cluster.commands:KMeans",
+    "label": "speechjax.cluster.commands:Label",
+    "loop": "launch.hubert_loop",
 }
+
+
+def _load(target: str):
+  module_name, _, attr = target.partition(":")
+  module = importlib.import_module(module_name)
+  return getattr(module, attr) if attr else module
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,13 +41,13 @@ def main(argv: list[str] | None = None) -> int:
   sub = parser.add_subparsers(dest="verb", required=True)
   modules = {}
   verb = argv[0] if argv and argv[0] in VERBS else None
-  for name, module_name in VERBS.items():
+  for name, target in VERBS.items():
     p = sub.add_parser(name)
     if name == verb:   # import only the module that runs: keeps `speechjax synth` free of jax
-      modules[name] = importlib.import_module(module_name)
+      modules[name] = _load(target)
       modules[name].add_arguments(p)
   args, rest = parser.parse_known_args(argv)
-  if rest and args.verb != "train":
+  if rest and args.verb not in ("train", "loop"):
     parser.error(f"unrecognized arguments: {' '.join(rest)}")
   args.overrides = rest
   return int(modules[args.verb].run(args) or 0)

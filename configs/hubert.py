@@ -1,0 +1,47 @@
+"""HuBERT pretraining: masked prediction of offline k-means labels.
+
+    speechjax train --config configs/hubert.py:tiny --workdir /tmp/hubert \
+        --config.data.path=DIR --config.task.labels="('km',)" --config.model.num_classes="(100,)"
+
+Presets: `tiny` (CPU; labels from the synthetic corpus's 20 ms phone alignment as a stand-in for clusters),
+`base` (iteration-2 recipe: 50 Hz km500 labels, lr 5e-4, 400k updates), `large`, `xlarge`.
+"""
+import ml_collections
+
+from speechjax.data import pipeline
+from speechjax.models import hubert
+from speechjax.parallel import mesh
+from speechjax.train import optim, trainer
+
+LR = {"tiny": 1e-3, "base": 5e-4, "large": 1.5e-3, "xlarge": 3e-3}
+
+
+def get_config(arg=None):
+  preset = arg or "tiny"
+  if preset not in LR:
+    raise ValueError(f"configs/hubert.py: unknown preset {preset!r} (have {list(LR)})")
+  cfg = ml_collections.ConfigDict()
+  cfg.model = hubert.model_config(preset)
+  cfg.task = ml_collections.ConfigDict(dict(
+      name="pretrain_hubert", labels=("km",), label_rates=(50,),
+      pred_masked_weight=1.0, pred_nomask_weight=0.0, feature_penalty_weight=10.0))
+  cfg.data = pipeline.default_config()
+  cfg.data.labels = ("km",)
+  cfg.optim = optim.default_config()
+  cfg.optim.lr, cfg.optim.b2, cfg.optim.eps, cfg.optim.weight_decay = LR[preset], 0.98, 1e-6, 0.01
+  cfg.optim.clip_norm = 10.0 if preset in ("tiny", "base") else 1.0
+  cfg.train = trainer.default_train_config()
+  cfg.mesh = mesh.default_config()
+  cfg.checkpoint = trainer.default_checkpoint_config()
+  if preset == "tiny":
+    cfg.data.path = "data/synth-tiny/records"
+    cfg.data.labels, cfg.task.labels, cfg.model.num_classes = ("phone_20ms",), ("phone_20ms",), (64,)
+    cfg.data.batch_size, cfg.data.max_sample_size, cfg.data.min_sample_size = 8, 32000, 8000
+    cfg.optim.warmup_steps = 30
+    cfg.train.num_steps, cfg.train.log_every = 300, 25
+    cfg.checkpoint.save_every = 300
+  else:
+    cfg.data.batch_size, cfg.data.max_sample_size, cfg.data.min_sample_size = 64, 250000, 32000
+    cfg.optim.warmup_steps, cfg.train.num_steps = 32000, 400000
+    cfg.checkpoint.save_every = 5000
+  return cfg

@@ -1,0 +1,38 @@
+"""The HuBERT iterative loop (launch/hubert_loop.py): cluster → train → cluster the new model's layer → …
+
+    speechjax loop --workdir workdir/hubert_loop --config configs/hubert_loop.py:small
+
+Presets: `small` (the README's main job: tiny HuBERT on the 2 h synthetic corpus: MFCC → k=100 → train;
+best layer (by PNMI) → k=100 → train), `tiny` (tests: the 10 min corpus, few steps), `base` (the paper's
+Base recipe: MFCC k=100 250k steps; layer 6 k=500 400k steps; on LibriSpeech records).
+"""
+import ml_collections
+
+
+def iteration(features, k, steps, layer="auto", percent=-1.0, kmeans_iters=30):
+  return ml_collections.ConfigDict(dict(features=features, layer=layer, k=k, steps=steps,
+                                        percent=percent, kmeans_iters=kmeans_iters))
+
+
+def get_config(arg=None):
+  preset = arg or "small"
+  cfg = ml_collections.ConfigDict()
+  cfg.train_split, cfg.eval_split = "train", "test"
+  cfg.train_overrides = ()
+  if preset == "small":
+    cfg.data = "data/synth-small/records"
+    cfg.train_config = "configs/hubert.py:tiny"
+    cfg.iterations = [iteration("mfcc", 100, 600), iteration("layer", 100, 600)]
+  elif preset == "tiny":
+    cfg.data = "data/synth-tiny/records"
+    cfg.train_config = "configs/hubert.py:tiny"
+    cfg.iterations = [iteration("mfcc", 20, 20, kmeans_iters=10),
+                      iteration("layer", 20, 20, kmeans_iters=10)]
+  elif preset == "base":
+    cfg.data = "data/librispeech/records"
+    cfg.train_config = "configs/hubert.py:base"
+    cfg.iterations = [iteration("mfcc", 100, 250000, percent=0.1),
+                      iteration("layer", 500, 400000, layer=6, percent=0.1)]
+  else:
+    raise ValueError(f"configs/hubert_loop.py: unknown preset {preset!r} (small, tiny, base)")
+  return cfg

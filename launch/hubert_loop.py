@@ -1,0 +1,152 @@
+"""HuBERT's cluster-then-retrain loop (DESIGN.md §6), automated and resumable.
+
+    speechjax loop --workdir workdir/hubert_loop [--config configs/hubert_loop.py:small] [--config.x=y ...]
+
+Per iteration n (stages listed in the loop config), everything under `<workdir>/iter<n>/`:
+    features/   MFCC (iteration 1) or layer-L features of iteration n−1's model; L = "auto" picks the layer
+                whose k-means clusters have the highest PNMI on the evaluation split
+    kmeans.npz  centroids fitted on the train split (fraction `percent` of utterances)
+    quality.json  phone purity, cluster purity, PNMI of the clusters on the evaluation split
+    records/    the data set with `labels/km` added
+    train/      the HuBERT training run (resumes from its last checkpoint when killed)
+Each stage leaves its output (or a DONE marker) only when complete; a re-run skips finished stages.
+At the end a table: iteration, features, K, phone purity, cluster purity, PNMI, final loss, wall time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from speechjax import config as config_lib
+from speechjax.cluster import commands, features, kmeans, labeling
+from speechjax.data import records
+from speechjax.train import trainer
+
+
+def _done(path: str) -> bool:
+  return os.path.exists(path)
+
+
+def _mark(path: str, payload: dict) -> None:
+  records.write_atomic(path, json.dumps(payload, indent=1).encode())
+
+
+def _read(path: str) -> dict:
+  with open(path) as f:
+    return json.load(f)
+
+
+class Loop:
+
+  def __init__(self, cfg, workdir: str):
+    self.cfg, self.workdir = cfg, workdir
+    os.makedirs(workdir, exist_ok=True)
+    meta = records.read_meta(cfg.data)
+    for split in (cfg.train_split, cfg.eval_split):
+      config_lib.require(split in meta.splits, "train_split/eval_split", split,
+                         f"not in {cfg.data} (has {sorted(meta.splits)})")
+
+  def iter_dir(self, n: int, *parts) -> str:
+    return os.path.join(self.workdir, f"iter{n}", *parts)
+
+  # --- stages -------------------------------------------------------------------------------
+  def extractor(self, n: int, stage):
+    if stage.features == "mfcc":
+      return features.mfcc_extractor() + ("mfcc",)
+    layer = self.choose_layer(n, stage) if stage.layer == "auto" else int(stage.layer)
+    extractor, rate = features.layer_extractor(self.iter_dir(n - 1, "train"), layer)
+    return extractor, rate, f"layer{layer}"
+
+  def choose_layer(self, n: int, stage) -> int:
+    """The layer of iteration n−1's model whose clusters have the highest PNMI (evaluation split)."""
+    marker = self.iter_dir(n, "layer_choice.json")
+    if _done(marker):
+      return _read(marker)["layer"]
+    num_layers = config_lib.load(self.cfg.train_config).model.num_hidden_layers
+    scores = {}
+    for layer in range(1, num_layers + 1):
+      extractor, rate = features.layer_extractor(self.iter_dir(n - 1, "train"), layer)
+      out = self.iter_dir(n, "probe", f"layer{layer}")
+      features.dump(self.cfg.data, self.cfg.eval_split, out, extractor, rate, "layer")
+      shards = features.shards(out, self.cfg.eval_split)
+      result = kmeans.fit(features.sample_source(shards, -1), stage.k, iters=stage.kmeans_iters)
+      labels, _ = labeling.assign_split(out, self.cfg.eval_split, result.centroids)
+      scores[layer] = labeling.split_quality(self.cfg.data, self.cfg.eval_split, labels, rate).pnmi
+    best = max(scores, key=scores.get)
+    _mark(marker, {"layer": best, "pnmi_by_layer": scores})
+    return best
+
+  def run_iteration(self, n: int, stage) -> dict:
+    start = time.time()
+    feats_dir, km_path = self.iter_dir(n, "features"), self.iter_dir(n, "kmeans.npz")
+    feats_marker = os.path.join(feats_dir, "DONE")
+    if not _done(feats_marker):
+      extractor, rate, name = self.extractor(n, stage)
+      for split in (self.cfg.train_split, self.cfg.eval_split):
+        features.dump(self.cfg.data, split, feats_dir, extractor, rate, name)
+      _mark(feats_marker, {"features": name, "rate": rate})
+    feats_info = _read(feats_marker)
+    if not _done(km_path):
+      commands.fit_and_save(feats_dir, self.cfg.train_split, stage.k, km_path, stage.percent,
+                            stage.kmeans_iters)
+    centroids = kmeans.load(km_path)[0].centroids
+    rate = feats_info["rate"]
+    by_split = {s: labeling.assign_split(feats_dir, s, centroids)[0]
+                for s in (self.cfg.train_split, self.cfg.eval_split)}
+    quality_path = self.iter_dir(n, "quality.json")
+    if not _done(quality_path):
+      q = labeling.split_quality(self.cfg.data, self.cfg.eval_split, by_split[self.cfg.eval_split], rate)
+      _mark(quality_path, {"phone_purity": q.phone_purity, "cluster_purity": q.cluster_purity,
+                           "pnmi": q.pnmi})
+    labeled = self.iter_dir(n, "records")
+    if not _done(os.path.join(labeled, "meta.json")):
+      labeling.write_labeled_records(self.cfg.data, labeled, "km", by_split, rate, stage.k)
+    train_marker = self.iter_dir(n, "train", "DONE")
+    if not _done(train_marker):
+      final = trainer.train(self.train_config(labeled, rate, stage), self.iter_dir(n, "train"))
+      _mark(train_marker, final)
+    row = {"iteration": n, "features": feats_info["features"], "k": stage.k,
+           **_read(quality_path), "final_loss": _read(train_marker).get("loss")}
+    timing_path = self.iter_dir(n, "timing.json")
+    if not _done(timing_path):   # wall time of the run that finished the iteration
+      _mark(timing_path, {"wall_s": time.time() - start})
+    return {**row, "wall_s": _read(timing_path)["wall_s"]}
+
+  def train_config(self, labeled: str, rate: int, stage):
+    cfg = config_lib.load(self.cfg.train_config, list(self.cfg.train_overrides))
+    cfg.data.path, cfg.data.labels = labeled, ("km",)
+    cfg.data.train_split, cfg.data.eval_split = self.cfg.train_split, self.cfg.eval_split
+    cfg.task.labels, cfg.task.label_rates, cfg.model.num_classes = ("km",), (rate,), (stage.k,)
+    cfg.train.num_steps = stage.steps
+    return cfg
+
+  def run(self) -> list[dict]:
+    rows = [self.run_iteration(n, stage) for n, stage in enumerate(self.cfg.iterations, start=1)]
+    table = format_table(rows)
+    print(table)
+    with open(os.path.join(self.workdir, "results.md"), "w") as f:
+      f.write(table + "\n")
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+  head = "| iteration | features | K | phone purity | cluster purity | PNMI | final loss | wall time |"
+  lines = [head, "|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    loss = "" if r["final_loss"] is None else f"{r['final_loss']:.3f}"
+    lines.append(f"| {r['iteration']} | {r['features']} | {r['k']} | {r['phone_purity']:.3f} | "
+                 f"{r['cluster_purity']:.3f} | {r['pnmi']:.3f} | {loss} | {r['wall_s'] / 60:.1f} min |")
+  return "\n".join(lines)
+
+
+def add_arguments(parser):
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--config", default=os.path.join(
+      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "hubert_loop.py") + ":small")
+
+
+def run(args) -> int:
+  cfg = config_lib.load(args.config, args.overrides)
+  Loop(cfg, args.workdir).run()
+  return 0

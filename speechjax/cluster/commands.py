@@ -1,0 +1,89 @@
+"""CLI verbs of the clustering stage: `speechjax dump | kmeans | label`.
+
+    speechjax dump   --data DIR --split train --out FEATS [--kind mfcc | --ckpt WORKDIR --layer 6]
+    speechjax kmeans --features FEATS --split train --k 100 --out km.npz [--percent 0.1]
+    speechjax label  --data DIR --features FEATS --kmeans km.npz --out LABELED [--name km]
+"""
+from __future__ import annotations
+
+import json
+
+import jax
+
+
+class Dump:
+
+  @staticmethod
+  def add_arguments(parser):
+    parser.add_argument("--data", required=True, help="a prepared data set")
+    parser.add_argument("--split", action="append", help="splits to dump (default: all)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--kind", default="mfcc", choices=("mfcc", "layer"))
+    parser.add_argument("--ckpt", default="", help="workdir or checkpoint dir (kind=layer)")
+    parser.add_argument("--layer", type=int, default=6, help="1-based transformer layer (kind=layer)")
+    parser.add_argument("--batch-size", type=int, default=8)
+
+  @staticmethod
+  def run(args) -> int:
+    from speechjax.cluster import features
+    from speechjax.data import records
+    extractor, rate = features.make_extractor(args.kind, args.ckpt, args.layer)
+    for split in args.split or sorted(records.read_meta(args.data).splits):
+      summary = features.dump(args.data, split, args.out, extractor, rate, args.kind,
+                              jax.process_index(), jax.process_count(), args.batch_size)
+      print(json.dumps({"split": split, **summary}))
+    return 0
+
+
+class KMeans:
+
+  @staticmethod
+  def add_arguments(parser):
+    parser.add_argument("--features", required=True)
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--k", type=int, required=True)
+    parser.add_argument("--out", required=True, help="centroids file (.npz)")
+    parser.add_argument("--percent", type=float, default=-1, help="fraction of utterances (≤0: all)")
+    parser.add_argument("--iters", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+
+  @staticmethod
+  def run(args) -> int:
+    fit_and_save(args.features, args.split, args.k, args.out, args.percent, args.iters, args.seed)
+    return 0
+
+
+def fit_and_save(feature_dir, split, k, out, percent=-1.0, iters=50, seed=0):
+  from speechjax.cluster import features, kmeans
+  shards = features.shards(feature_dir, split)
+  result = kmeans.fit(features.sample_source(shards, percent, seed), k, iters=iters, seed=seed)
+  kmeans.save(out, result, {"features": feature_dir, "split": split, "percent": percent,
+                            "rate": shards[0].info["rate"], "kind": shards[0].info["kind"]})
+  print(json.dumps({"k": k, "inertia": result.inertia, "iterations": result.iterations,
+                    "points": result.num_points}))
+  return result
+
+
+class Label:
+
+  @staticmethod
+  def add_arguments(parser):
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--features", required=True)
+    parser.add_argument("--kmeans", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--name", default="km")
+
+  @staticmethod
+  def run(args) -> int:
+    from speechjax.cluster import kmeans, labeling
+    from speechjax.data import records
+    result, _ = kmeans.load(args.kmeans)
+    by_split, rate = {}, None
+    for split in records.read_meta(args.data).splits:
+      by_split[split], rate = labeling.assign_split(args.features, split, result.centroids)
+    missing = labeling.write_labeled_records(args.data, args.out, args.name, by_split, rate,
+                                             len(result.centroids))
+    print(json.dumps({"out": args.out, "rate": rate, "k": len(result.centroids),
+                      "utterances_without_features": missing}))
+    return 0

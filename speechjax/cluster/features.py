@@ -1,0 +1,172 @@
+"""Feature dumping for clustering: MFCC (100 Hz) or hidden states of layer L of a checkpoint (50 Hz).
+
+`dump` streams a prepared split through an extractor and appends to per-host shard files, so no host ever
+holds all frames:
+
+    <out>/<split>_<rank>_<count>.f32    float32 frames, row-major [N_frames, D]
+    <out>/<split>_<rank>_<count>.len    frames per utterance, one per line (fairseq's .len)
+    <out>/<split>_<rank>_<count>.ids    utterance ids, one per line
+    <out>/<split>_<rank>_<count>.json   {"dim", "rate", "kind", "frames", "utterances"} — written last
+
+Layer L is 1-based as in fairseq's `dump_hubert_feature.py`: the output of transformer layer L
+(`hidden_states[L]`, HF convention). Batches are padded to a multiple of `bucket` samples, so only a few
+shapes compile.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Callable, Iterator
+
+import jax
+import numpy as np
+import tensorflow as tf
+
+from speechjax.audio import features as audio_features
+from speechjax.data import records
+
+
+def shard_base(out_dir: str, split: str, rank: int, count: int) -> str:
+  return os.path.join(out_dir, f"{split}_{rank}_{count}")
+
+
+def utterances(data_dir: str, split: str, rank: int = 0, count: int = 1,
+               labels: tuple[str, ...] = ()) -> Iterator[dict]:
+  """This host's utterances of a prepared split in record order: {"id", "audio" [T] f32, labels...}."""
+  meta = records.read_meta(data_dir)
+  files = [os.path.join(data_dir, s) for s in meta.splits[split].shards]
+  ds = tf.data.TFRecordDataset(files).shard(count, rank)
+  ds = ds.map(lambda r: records.parse_example(r, labels), num_parallel_calls=tf.data.AUTOTUNE,
+              deterministic=True)
+  for ex in ds.as_numpy_iterator():
+    yield {"id": ex["id"].decode(), "audio": ex["audio"],
+           **{f"labels/{n}": ex[f"labels/{n}"] for n in labels}}
+
+
+Extractor = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def mfcc_extractor() -> tuple[Extractor, int]:
+  """(audio [B,T], lengths [B]) → (features [B,F,39], frame counts [B]); 100 Hz."""
+  def extract(audio, lengths):
+    feats, counts = audio_features.mfcc(audio, lengths)
+    return np.asarray(feats), np.asarray(counts)
+  return extract, 100
+
+
+def layer_extractor(checkpoint: str, layer: int) -> tuple[Extractor, int]:
+  """Hidden states after transformer layer `layer` (1-based) of a checkpoint's encoder; 50 Hz."""
+  import speechjax   # the checkpoint's own config rebuilds the model
+  config, model, params = speechjax.load(checkpoint)
+  num_layers = config.model.num_hidden_layers
+  if not 1 <= layer <= num_layers:
+    raise ValueError(f"layer={layer}: the checkpoint's encoder has layers 1..{num_layers}")
+
+  @jax.jit
+  def forward(audio, audio_mask):
+    out = model.apply({"params": params}, audio, audio_mask, output_hidden_states=True)
+    return out["hidden_states"][layer], out["frame_mask"].sum(-1)
+
+  def extract(audio, lengths):
+    mask = np.arange(audio.shape[1])[None, :] < lengths[:, None]
+    feats, counts = forward(audio, mask)
+    return np.asarray(feats), np.asarray(counts)
+  return extract, 50
+
+
+def make_extractor(kind: str, checkpoint: str = "", layer: int = 0) -> tuple[Extractor, int]:
+  if kind == "mfcc":
+    return mfcc_extractor()
+  if kind == "layer":
+    return layer_extractor(checkpoint, layer)
+  raise ValueError(f"features kind={kind!r}: expected 'mfcc' or 'layer'")
+
+
+def _batches(utts: Iterator[dict], batch_size: int, bucket: int):
+  """Groups utterances into zero-padded batches: (ids, audio [B, T_bucket], lengths [B])."""
+  group = []
+  for utt in utts:
+    group.append(utt)
+    if len(group) == batch_size:
+      yield _pad(group, bucket)
+      group = []
+  if group:
+    yield _pad(group, bucket)
+
+
+def _pad(group, bucket):
+  lengths = np.array([len(u["audio"]) for u in group])
+  audio = np.zeros((len(group), math.ceil(lengths.max() / bucket) * bucket), np.float32)
+  for row, u in enumerate(group):
+    audio[row, :len(u["audio"])] = u["audio"]
+  return [u["id"] for u in group], audio, lengths
+
+
+def dump(data_dir: str, split: str, out_dir: str, extractor: Extractor, rate: int, kind: str,
+         rank: int = 0, count: int = 1, batch_size: int = 8, bucket: int = 32000) -> dict:
+  """Writes this host's shard of features (see the module doc); returns the shard's JSON summary."""
+  os.makedirs(out_dir, exist_ok=True)
+  base = shard_base(out_dir, split, rank, count)
+  frames, dim, ids, lens = 0, None, [], []
+  with open(base + ".f32", "wb") as data:
+    for batch_ids, audio, lengths in _batches(utterances(data_dir, split, rank, count), batch_size,
+                                              bucket):
+      feats, counts = extractor(audio, lengths)
+      dim = feats.shape[-1]
+      for uid, f, n in zip(batch_ids, feats, counts):
+        data.write(np.ascontiguousarray(f[:n], np.float32).tobytes())
+        ids.append(uid)
+        lens.append(int(n))
+        frames += int(n)
+  with open(base + ".len", "w") as f:
+    f.write("".join(f"{n}\n" for n in lens))
+  with open(base + ".ids", "w") as f:
+    f.write("".join(f"{i}\n" for i in ids))
+  summary = {"dim": dim, "rate": rate, "kind": kind, "frames": frames, "utterances": len(ids)}
+  records.write_atomic(base + ".json", json.dumps(summary).encode())
+  return summary
+
+
+class FeatureShard:
+  """A dumped shard: `features` [N, D] (memory-mapped), per-utterance `lengths`, `ids`, `info`."""
+
+  def __init__(self, base: str):
+    if not os.path.exists(base + ".json"):
+      raise FileNotFoundError(f"{base}.json missing: the feature dump is incomplete")
+    with open(base + ".json") as f:
+      self.info = json.load(f)
+    self.lengths = np.loadtxt(base + ".len", dtype=np.int64, ndmin=1)
+    self.ids = open(base + ".ids").read().split()
+    shape = (int(self.info["frames"]), int(self.info["dim"] or 0))
+    self.features = (np.memmap(base + ".f32", np.float32, "r", shape=shape) if shape[0]
+                     else np.zeros(shape, np.float32))
+    self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
+
+  def utterance(self, i: int) -> np.ndarray:
+    return self.features[self.offsets[i]:self.offsets[i + 1]]
+
+
+def shards(feature_dir: str, split: str) -> list[FeatureShard]:
+  bases = sorted({os.path.join(feature_dir, n[:-len(".json")]) for n in os.listdir(feature_dir)
+                  if n.startswith(f"{split}_") and n.endswith(".json")})
+  if not bases:
+    raise FileNotFoundError(f"no dumped features for split {split!r} in {feature_dir}")
+  return [FeatureShard(b) for b in bases]
+
+
+def sample_source(feature_shards: list[FeatureShard], percent: float, seed: int = 0):
+  """A re-iterable k-means source over `percent` of the utterances (fairseq's `--percent`; ≤0 = all)."""
+  rng = np.random.default_rng(seed)
+  chosen = []
+  for shard in feature_shards:
+    n = len(shard.lengths)
+    take = n if percent <= 0 else max(1, math.ceil(n * percent))
+    chosen.append(np.sort(rng.choice(n, take, replace=False)))
+
+  def chunks():
+    for shard, picks in zip(feature_shards, chosen):
+      for i in picks:
+        if shard.lengths[i]:
+          yield np.asarray(shard.utterance(i))
+  return chunks

@@ -1,0 +1,67 @@
+"""wav2vec 2.0 pretraining (fairseq `wav2vec_criterion` with `infonce`).
+
+Per masked frame t: cross-entropy of cos(project_hid(c_t), [q_t, K distractors]) / logit_temp with the
+positive as class 0; distractors are quantized frames drawn from the other masked frames of the same
+utterance. Plus `diversity_weight` × (G·V − prob_perplexity)/(G·V) and `feature_penalty_weight` × mean(conv
+features²), both on the per-masked-frame scale (fairseq multiplies them by sample_size and then normalises
+by it). The Gumbel temperature follows max(start · decay^step, end). Feature-encoder gradients are scaled by
+`model.feature_grad_mult` inside the model. Logged loss terms are per masked frame, in nats.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from speechjax.models import wav2vec2
+from speechjax.nn import contrastive, conv_encoder, masking
+from speechjax.tasks import base
+
+
+def gumbel_temperature(task_cfg, step):
+  start, end, decay = task_cfg.gumbel_temperature
+  return jnp.maximum(start * decay ** step.astype(jnp.float32), end)
+
+
+def time_mask(rng, audio_mask, model_cfg):
+  """(real frames [B, F] bool, span mask over them [B, F] bool; fairseq compute_mask_indices semantics)."""
+  frame_mask = conv_encoder.frame_mask(audio_mask, wav2vec2.conv_layers(model_cfg))
+  return frame_mask, masking.compute_mask(rng, frame_mask, model_cfg.mask_prob, model_cfg.mask_length,
+                                          model_cfg.min_masks)
+
+
+class Task(base.Task):
+
+  def build_model(self):
+    return wav2vec2.from_config(self.config.model)
+
+  def loss(self, params, batch, rng, train, step):
+    cfg, task = self.config.model, self.config.task
+    mask_rng, neg_rng, gumbel_rng, dropout_rng = jax.random.split(rng, 4)
+    _, mask = time_mask(mask_rng, batch["audio_mask"], cfg)
+    temperature = gumbel_temperature(task, step)
+    out = self.model.apply({"params": params}, batch["audio"], batch["audio_mask"], train=train,
+                           mask_time=mask, gumbel_temperature=temperature,
+                           rngs={"gumbel": gumbel_rng, "dropout": dropout_rng})
+    negatives, valid = contrastive.sample_negatives(neg_rng, mask, task.num_negatives)
+    codes = out["codes"]
+    same = jnp.all(codes[:, :, None, :] == codes[:, None, :, :], axis=-1)
+    logits = contrastive.contrastive_logits(out["projected_states"], out["projected_quantized"], negatives,
+                                            same, task.logit_temp)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.zeros(logits.shape[:2], jnp.int32))
+    num_masked = jnp.maximum(valid.sum(), 1)
+    contrastive_loss = jnp.where(valid, ce, 0.0).sum() / num_masked
+    num_codes = cfg.num_codevector_groups * cfg.num_codevectors_per_group
+    diversity = (num_codes - out["prob_perplexity"]) / num_codes
+    loss = (contrastive_loss + task.diversity_weight * diversity
+            + task.feature_penalty_weight * out["feature_penalty"])
+    top = jnp.argmax(logits, -1)
+    distinct = ~jnp.all(logits == logits[..., :1], axis=-1)   # fairseq skips rows with all-equal logits
+    correct = (top == 0) & valid & distinct
+    return loss, {"contrastive": contrastive_loss, "diversity": diversity,
+                  "feature_penalty": out["feature_penalty"], "accuracy": correct.sum() / num_masked,
+                  "prob_perplexity": out["prob_perplexity"], "code_perplexity": out["code_perplexity"],
+                  "gumbel_temperature": temperature, "masked_frames": valid.sum()}
+
+  def forward_flops(self):
+    return wav2vec2.forward_flops(self.config.model, self.config.data.max_sample_size)

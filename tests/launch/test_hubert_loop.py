@@ -1,0 +1,68 @@
+"""The HuBERT loop end to end on the micro corpus: stages, skip on re-run, resume after a kill."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LOOP_CONFIG = os.path.join(REPO, "configs", "hubert_loop.py") + ":tiny"
+
+
+def _command(data, workdir):
+  return [sys.executable, "-m", "speechjax.cli", "loop", "--workdir", workdir, "--config", LOOP_CONFIG,
+          f"--config.data={data}", "--config.train_overrides=('--config.data.batch_size=4',"
+          "'--config.data.min_sample_size=0','--config.checkpoint.save_every=5','--config.train.log_every=5',"
+          "'--config.optim.warmup_steps=2')"]
+
+
+def _table(workdir):
+  """The results table without the wall-time column."""
+  lines = open(os.path.join(workdir, "results.md")).read().strip().splitlines()
+  return ["|".join(line.split("|")[:-2]) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def straight(synth_records, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("loop_straight"))
+  out = subprocess.run(_command(synth_records, workdir), capture_output=True, text=True, timeout=900)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return workdir
+
+
+def test_loop_runs_every_stage_and_reports(straight):
+  table = _table(straight)
+  assert len(table) == 4 and "| 1 | mfcc | 20 |" in table[2] and "| 2 | layer" in table[3]
+  for n in (1, 2):
+    for part in ("features/DONE", "kmeans.npz", "quality.json", "records/meta.json", "train/DONE"):
+      assert os.path.exists(os.path.join(straight, f"iter{n}", part)), (n, part)
+  assert os.path.exists(os.path.join(straight, "iter2", "layer_choice.json"))
+
+
+def test_rerun_skips_finished_stages(straight, synth_records):
+  stamps = {p: os.path.getmtime(os.path.join(straight, p)) for p in ("iter1/kmeans.npz", "iter2/train/DONE")}
+  before = _table(straight)
+  out = subprocess.run(_command(synth_records, straight), capture_output=True, text=True, timeout=900)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert _table(straight) == before
+  assert stamps == {p: os.path.getmtime(os.path.join(straight, p)) for p in stamps}
+
+
+def test_killed_in_iteration_two_resumes_to_the_same_table(straight, synth_records, tmp_path):
+  workdir = str(tmp_path)
+  proc = subprocess.Popen(_command(synth_records, workdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  ckpt = os.path.join(workdir, "iter2", "train", "checkpoints")
+  deadline = time.time() + 600
+  while not (os.path.isdir(ckpt) and any(n.isdigit() for n in os.listdir(ckpt))):
+    assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:]
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  iter1 = os.path.getmtime(os.path.join(workdir, "iter1", "train", "DONE"))
+  out = subprocess.run(_command(synth_records, workdir), capture_output=True, text=True, timeout=900)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert os.path.getmtime(os.path.join(workdir, "iter1", "train", "DONE")) == iter1
+  assert "resumed from step" in out.stderr + out.stdout
+  assert _table(workdir) == _table(straight)
