@@ -27,9 +27,14 @@ def losses(trainer) -> list[float]:
   return read_losses(trainer.workdir)
 
 
-def read_losses(workdir: str) -> dict:
+def read_metrics(workdir: str) -> dict:
+  """{step: metrics row} of a run's metrics.jsonl; a re-run step keeps its last row."""
   rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
-  return {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}
+  return {r["step"]: r for r in rows if "train/loss" in r}
+
+
+def read_losses(workdir: str) -> dict:
+  return {step: r["train/loss"] for step, r in read_metrics(workdir).items()}
 
 
 def step_argument_bytes(trainer) -> int:
