@@ -8,6 +8,7 @@
     speechjax kmeans   --features FEATS --k 100 --out km.npz
     speechjax label    --data DIR --features FEATS --kmeans km.npz --out LABELED
     speechjax loop     --workdir DIR [--config configs/hubert_loop.py:small]   HuBERT iterations
+    speechjax convert  --from-hf HF_DIR --out CKPT | --to-hf ...                  HF transformers weights
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ VERBS = {
     "kmeans": "speechjax.cluster.commands:KMeans",
     "label": "speechjax.cluster.commands:Label",
     "loop": "launch.hubert_loop",
+    "convert": "speechjax.interop.convert",
 }
 
 

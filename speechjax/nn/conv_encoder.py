@@ -4,7 +4,8 @@ Default stack `[(512,10,5)] + [(512,3,2)]*4 + [(512,2,2)]*2`: stride 320 samples
 400 samples (25 ms). Modes (fairseq `extractor_mode`):
   "group_norm": GroupNorm with one group per channel on layer 0 only (Base);
   "layer_norm": LayerNorm over channels after every conv (Large).
-Every conv is Conv → [norm] → GELU.
+Every conv is Conv → [norm] → GELU. Norms use torch's epsilon 1e-5 (weights converted from fairseq/HF
+reproduce their outputs).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from flax import linen as nn
 from speechjax.nn.partitioning import logical, norm_inits
 
 DEFAULT_LAYERS = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
+NORM_EPS = 1e-5
 
 
 def output_length(num_samples, layers: Sequence[tuple[int, int, int]] = DEFAULT_LAYERS):
@@ -51,9 +53,11 @@ class ConvFeatureEncoder(nn.Module):
                                       "conv_in" if i else None, "conv_out"),
                   bias_init=logical(nn.initializers.zeros, "conv_out"))(x)
       if self.mode == "layer_norm":
-        x = nn.LayerNorm(dtype=self.dtype, name=f"norm{i}", **norm_inits("conv_out"))(x)
+        x = nn.LayerNorm(epsilon=NORM_EPS, dtype=self.dtype, name=f"norm{i}",
+                         **norm_inits("conv_out"))(x)
       elif i == 0:
-        x = nn.GroupNorm(num_groups=channels, dtype=self.dtype, name="norm0", **norm_inits("conv_out"))(x)
+        x = nn.GroupNorm(num_groups=channels, epsilon=NORM_EPS, dtype=self.dtype, name="norm0",
+                         **norm_inits("conv_out"))(x)
       x = nn.gelu(x, approximate=False)
       x = nn.with_logical_constraint(x, ("batch", "length", "conv_out"))
     return x

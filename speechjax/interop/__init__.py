@@ -1,0 +1,1 @@
+"""Weight and config interop with other frameworks (HF transformers)."""

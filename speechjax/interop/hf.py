@@ -1,0 +1,332 @@
+"""Weights and configs to and from HF transformers (`Wav2Vec2Model`, `Wav2Vec2ForPreTraining`,
+`HubertModel`).
+
+    params = from_hf(state_dict, cfg)      # numpy/torch state dict → our params (numpy)
+    state_dict = to_hf(params, cfg)        # our params → numpy state dict, loadable with load_state_dict
+    hf_cfg = hf_config(cfg)                # our model ConfigDict → transformers config object
+    cfg = config_from_hf(hf_cfg)           # and back
+
+`from_hf` takes state dicts with or without the `wav2vec2.` / `hubert.` prefix and both weight-norm
+namings of the positional conv (`weight_g`/`weight_v` and `parametrizations.weight.original0/1`). It
+returns the `Wav2Vec2ForPreTraining` tree when the state dict has the quantizer, else the encoder tree
+(`Wav2Vec2Model` / `HubertModel`). Missing keys, unknown keys and shape mismatches raise ValueError.
+`to_hf` writes the `parametrizations` naming (torch ≥ 2.1; torch maps the old names on load). HF has no
+HuBERT pretraining heads: pass `params["hubert"]` to export a `HubertPretraining` tree's encoder.
+Only torch-free code here: transformers is imported by `hf_config` / `config_from_hf` alone.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import jax
+import ml_collections
+import numpy as np
+
+from speechjax.config import ConfigError
+from speechjax.models import hubert, wav2vec2
+from speechjax.parallel.mesh import strip_boxes
+
+PREFIX = {"wav2vec2": "wav2vec2.", "hubert": "hubert."}
+WEIGHT_NORM_NAMES = {"parametrizations.weight.original0": "weight_g",
+                     "parametrizations.weight.original1": "weight_v"}
+W2V2_HEADS = ("quantizer", "project_q", "project_hid")
+OPTIONAL = "masked_spec_embed"   # HF creates it only when mask_time_prob or mask_feature_prob > 0
+
+
+# --- transforms between our layout and torch's: (to_hf(ours), from_hf(theirs, our_shape)) ----------
+def _flat():
+  return (lambda a: a.reshape(-1), lambda w, shape: w.reshape(shape))
+
+
+def _linear(num_in: int):
+  """Our kernel [*in_dims, *out_dims] (num_in input dims) ↔ torch weight [out, in]."""
+  return (lambda a: a.reshape(math.prod(a.shape[:num_in]), -1).T, lambda w, shape: w.T.reshape(shape))
+
+
+def _conv():
+  """Flax conv kernel [K, C_in, C_out] ↔ torch [C_out, C_in, K]."""
+  return (lambda a: a.transpose(2, 1, 0), lambda w, shape: w.transpose(2, 1, 0))
+
+
+def _shaped(hf_shape):
+  """A reshape to torch's shape given as a function of our array (weight_g [1,1,K], codevectors)."""
+  return (lambda a: a.reshape(hf_shape(a)), lambda w, shape: w.reshape(shape))
+
+
+def _dense(ours: tuple, theirs: str, num_in: int = 1) -> list:
+  return [(ours + ("kernel",), f"{theirs}.weight", _linear(num_in)),
+          (ours + ("bias",), f"{theirs}.bias", _flat())]
+
+
+def _norm(ours: tuple, theirs: str) -> list:
+  return [(ours + ("scale",), f"{theirs}.weight", _flat()), (ours + ("bias",), f"{theirs}.bias", _flat())]
+
+
+# --- the name map ------------------------------------------------------------------------------------
+def _layer_entries(i: int) -> list:
+  ours, theirs = ("encoder", f"layers_{i}"), f"encoder.layers.{i}"
+  entries = []
+  for proj in ("q_proj", "k_proj", "v_proj"):
+    entries += _dense(ours + ("attention", proj), f"{theirs}.attention.{proj}")
+  entries += _dense(ours + ("attention", "out_proj"), f"{theirs}.attention.out_proj", num_in=2)
+  for dense in ("intermediate_dense", "output_dense"):
+    entries += _dense(ours + ("feed_forward", dense), f"{theirs}.feed_forward.{dense}")
+  entries += _norm(ours + ("layer_norm",), f"{theirs}.layer_norm")
+  entries += _norm(ours + ("final_layer_norm",), f"{theirs}.final_layer_norm")
+  return entries
+
+
+def _encoder_entries(cfg) -> list:
+  """(our path, HF key without prefix, transform) for every encoder parameter (unscanned layout)."""
+  entries = []
+  for i in range(len(cfg.conv_layers)):
+    conv, theirs = ("feature_extractor", f"conv{i}"), f"feature_extractor.conv_layers.{i}"
+    entries.append((conv + ("kernel",), f"{theirs}.conv.weight", _conv()))
+    if cfg.conv_bias:
+      entries.append((conv + ("bias",), f"{theirs}.conv.bias", _flat()))
+    if cfg.extractor_mode == "layer_norm" or i == 0:
+      entries += _norm(("feature_extractor", f"norm{i}"), f"{theirs}.layer_norm")
+  if cfg.feat_proj_layer_norm:
+    entries += _norm(("feature_projection", "layer_norm"), "feature_projection.layer_norm")
+  entries += _dense(("feature_projection", "projection"), "feature_projection.projection")
+  entries.append((("masked_spec_embed",), OPTIONAL, _flat()))
+  pos = ("encoder", "pos_conv_embed")
+  entries += [(pos + ("weight_g",), "encoder.pos_conv_embed.conv.weight_g",
+               _shaped(lambda a: (1, 1, a.size))),
+              (pos + ("weight_v",), "encoder.pos_conv_embed.conv.weight_v", _conv()),
+              (pos + ("bias",), "encoder.pos_conv_embed.conv.bias", _flat())]
+  entries += _norm(("encoder", "layer_norm"), "encoder.layer_norm")
+  for i in range(cfg.num_hidden_layers):
+    entries += _layer_entries(i)
+  return entries
+
+
+def _head_entries() -> list:
+  """Wav2Vec2ForPreTraining's top-level heads."""
+  return ([(("quantizer", "codevectors"), "quantizer.codevectors",
+            _shaped(lambda a: (1, a.shape[0] * a.shape[1], a.shape[2])))]
+          + _dense(("quantizer", "weight_proj"), "quantizer.weight_proj")
+          + _dense(("project_q",), "project_q") + _dense(("project_hid",), "project_hid"))
+
+
+def _entries(cfg, heads: bool) -> list:
+  encoder = _encoder_entries(cfg)
+  if not heads:
+    return encoder
+  return ([(("wav2vec2",) + path, PREFIX["wav2vec2"] + key, t) for path, key, t in encoder]
+          + _head_entries())
+
+
+# --- param trees ---------------------------------------------------------------------------------------
+def _family(cfg) -> str:
+  family = cfg.get("model_type", "wav2vec2")
+  if family not in PREFIX:
+    raise ConfigError(f"config.model.model_type={family!r}: expected one of {sorted(PREFIX)}")
+  return family
+
+
+def _min_samples(layers) -> int:
+  """The receptive field of the conv stack in samples (the shortest input giving one frame)."""
+  field, jump = 1, 1
+  for _, kernel, stride in layers:
+    field, jump = field + (kernel - 1) * jump, jump * stride
+  return field
+
+
+def abstract_params(cfg, heads: bool):
+  """ShapeDtypeStructs of the model's params (never allocated)."""
+  module = (hubert if _family(cfg) == "hubert" else wav2vec2).from_config(cfg, heads=heads)
+  samples = _min_samples(wav2vec2.conv_layers(cfg))
+  audio = jax.ShapeDtypeStruct((1, samples), np.float32)
+  mask = jax.ShapeDtypeStruct((1, samples), np.bool_)
+  variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), audio, mask)
+  return strip_boxes(variables)["params"]
+
+
+def _unscanned(cfg):
+  cfg = cfg.copy_and_resolve_references()
+  cfg.scan_layers = False
+  return cfg
+
+
+def _get(tree: dict, path: tuple):
+  try:
+    for part in path:
+      tree = tree[part]
+  except (KeyError, TypeError):
+    raise ValueError(f"params have no {'/'.join(path)}: do they match the config (scan_layers, "
+                     "heads)?") from None
+  return tree
+
+
+def _set(tree: dict, path: tuple, value) -> None:
+  for part in path[:-1]:
+    tree = tree.setdefault(part, {})
+  tree[path[-1]] = value
+
+
+def stack_layers(encoder: dict, num_layers: int) -> dict:
+  """Unscanned encoder params (`encoder/layers_i`) → scanned (`encoder/layers`, leading [L] axis)."""
+  layers = [encoder["encoder"].pop(f"layers_{i}") for i in range(num_layers)]
+  encoder["encoder"]["layers"] = jax.tree.map(lambda *xs: np.stack(xs), *layers)
+  return encoder
+
+
+def unstack_layers(encoder: dict, num_layers: int) -> dict:
+  """Scanned encoder params → unscanned (a new dict; the input is left unchanged)."""
+  inner = dict(encoder["encoder"])
+  stacked = inner.pop("layers")
+  for i in range(num_layers):
+    inner[f"layers_{i}"] = jax.tree.map(lambda x: np.asarray(x)[i], stacked)
+  return {**encoder, "encoder": inner}
+
+
+# --- state dicts -----------------------------------------------------------------------------------------
+def _numpy(value) -> np.ndarray:
+  if hasattr(value, "detach"):   # a torch tensor
+    value = value.detach().cpu().float().numpy()
+  return np.asarray(value, np.float32)
+
+
+def _legacy_name(key: str) -> str:
+  """`...parametrizations.weight.original0/1` → `...weight_g/weight_v` (our canonical names)."""
+  for new, old in WEIGHT_NORM_NAMES.items():
+    if key.endswith(new):
+      return key[:-len(new)] + old
+  return key
+
+
+def _modern_name(key: str) -> str:
+  """`...conv.weight_g/weight_v` → `...conv.parametrizations.weight.original0/1`."""
+  for new, old in WEIGHT_NORM_NAMES.items():
+    if key.endswith("conv." + old):
+      return key[:-len(old)] + new
+  return key
+
+
+def _has_heads(keys, family: str) -> bool:
+  return family == "wav2vec2" and any(k.split(".")[0] in W2V2_HEADS for k in keys)
+
+
+def _canonical(state_dict, family: str) -> dict:
+  """Numpy arrays under canonical keys: old-style weight-norm names; the base-model prefix kept only
+  with pretraining heads (`Wav2Vec2ForPreTraining` layout), else stripped."""
+  out = {_legacy_name(k): _numpy(v) for k, v in state_dict.items()}
+  if _has_heads(out, family):
+    return out
+  return {k.removeprefix(PREFIX[family]): v for k, v in out.items()}
+
+
+def from_hf(state_dict, cfg) -> dict:
+  """HF state dict (torch tensors or numpy) → our params (nested dict of float32 numpy arrays)."""
+  family = _family(cfg)
+  sd = _canonical(state_dict, family)
+  heads = _has_heads(sd, family)
+  shapes = abstract_params(_unscanned(cfg), heads)
+  params, used, missing = {}, set(), []
+  for path, key, (_, from_theirs) in _entries(cfg, heads):
+    shape = _get(shapes, path).shape
+    if key not in sd:
+      if key.endswith(OPTIONAL):
+        warnings.warn(f"{key} is not in the state dict (HF mask_time_prob = 0): initialised U(0, 1)")
+        _set(params, path, np.random.default_rng(0).uniform(size=shape).astype(np.float32))
+      else:
+        missing.append(key)
+      continue
+    try:
+      _set(params, path, from_theirs(sd[key], shape))
+    except ValueError:
+      raise ValueError(f"{key}: shape {sd[key].shape} does not fit our {shape}") from None
+    used.add(key)
+  unexpected = sorted(set(sd) - used)
+  if missing or unexpected:
+    raise ValueError(f"state dict does not match the config: missing {missing}, unexpected {unexpected}")
+  if cfg.scan_layers:
+    stack_layers(params["wav2vec2"] if heads else params, cfg.num_hidden_layers)
+  return params
+
+
+def to_hf(params, cfg) -> dict[str, np.ndarray]:
+  """Our params (Wav2Vec2ForPreTraining, or an encoder tree) → HF state dict of float32 numpy arrays."""
+  _family(cfg)
+  if "hubert" in params:
+    raise ValueError("HF has no HuBERT pretraining heads (final_proj, label_embs): export "
+                     "params['hubert'] as a HubertModel")
+  heads = "wav2vec2" in params
+  if cfg.scan_layers and heads:
+    params = {**params, "wav2vec2": unstack_layers(params["wav2vec2"], cfg.num_hidden_layers)}
+  elif cfg.scan_layers:
+    params = unstack_layers(params, cfg.num_hidden_layers)
+  keep_embed = cfg.mask_prob > 0 or cfg.mask_channel_prob > 0
+  out = {}
+  for path, key, (to_theirs, _) in _entries(cfg, heads):
+    if key.endswith(OPTIONAL) and not keep_embed:
+      continue
+    value = to_theirs(np.asarray(_get(params, path), np.float32))
+    out[_modern_name(key)] = np.array(value, np.float32, order="C")   # a writable copy
+  return out
+
+
+# --- configs ----------------------------------------------------------------------------------------------
+EXTRACTOR = {"group_norm": "group", "layer_norm": "layer"}
+SAME_NAME = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+             "hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout", "layerdrop",
+             "layer_norm_eps", "conv_bias", "num_conv_pos_embeddings", "num_conv_pos_embedding_groups",
+             "do_stable_layer_norm")
+RENAMED = {"mask_prob": "mask_time_prob", "mask_length": "mask_time_length",
+           "min_masks": "mask_time_min_masks", "mask_channel_prob": "mask_feature_prob",
+           "mask_channel_length": "mask_feature_length", "mask_channel_min_masks": "mask_feature_min_masks"}
+W2V2_ONLY = ("num_codevector_groups", "num_codevectors_per_group", "codevector_dim", "proj_codevector_dim",
+             "feat_quantizer_dropout")
+
+
+def hf_config(cfg):
+  """Our model ConfigDict → `transformers.Wav2Vec2Config` or `HubertConfig`."""
+  import transformers   # pylint: disable=import-outside-toplevel
+  family = _family(cfg)
+  layers = wav2vec2.conv_layers(cfg)
+  kwargs = {name: cfg[name] for name in SAME_NAME}
+  kwargs.update({theirs: cfg[ours] for ours, theirs in RENAMED.items()})
+  kwargs.update(conv_dim=[c for c, _, _ in layers], conv_kernel=[k for _, k, _ in layers],
+                conv_stride=[s for _, _, s in layers], feat_extract_norm=EXTRACTOR[cfg.extractor_mode],
+                hidden_act="gelu", feat_extract_activation="gelu")
+  if family == "hubert":
+    return transformers.HubertConfig(feat_proj_layer_norm=cfg.feat_proj_layer_norm, **kwargs)
+  if not cfg.feat_proj_layer_norm:
+    raise ConfigError("config.model.feat_proj_layer_norm=False: HF Wav2Vec2 always has this LayerNorm")
+  return transformers.Wav2Vec2Config(**kwargs, **{name: cfg[name] for name in W2V2_ONLY})
+
+
+def _check_supported(hf) -> None:
+  unsupported = {
+      "hidden_act": hf.hidden_act != "gelu", "feat_extract_activation": hf.feat_extract_activation != "gelu",
+      "add_adapter": getattr(hf, "add_adapter", False),
+      "adapter_attn_dim": getattr(hf, "adapter_attn_dim", None) is not None,
+      "conv_pos_batch_norm": getattr(hf, "conv_pos_batch_norm", False),
+      "feat_extract_norm": hf.feat_extract_norm not in EXTRACTOR.values(),
+  }
+  bad = [f"{name}={getattr(hf, name)!r}" for name, is_bad in unsupported.items() if is_bad]
+  if bad:
+    raise ConfigError(f"HF config not supported by speechjax: {', '.join(bad)}")
+
+
+def config_from_hf(hf) -> ml_collections.ConfigDict:
+  """A transformers `Wav2Vec2Config` / `HubertConfig` → our model ConfigDict (the `base` preset of the
+  family for fields HF does not have: feature_grad_mult, scan/remat/dtype, HuBERT's heads)."""
+  family = hf.model_type
+  if family not in PREFIX:
+    raise ConfigError(f"HF model_type {family!r}: expected one of {sorted(PREFIX)}")
+  _check_supported(hf)
+  cfg = (hubert if family == "hubert" else wav2vec2).model_config("base")
+  cfg.update({name: getattr(hf, name) for name in SAME_NAME})
+  cfg.update({ours: getattr(hf, theirs) for ours, theirs in RENAMED.items()})
+  if not getattr(hf, "apply_spec_augment", True):
+    cfg.mask_prob, cfg.mask_channel_prob = 0.0, 0.0
+  cfg.conv_layers = tuple(zip(hf.conv_dim, hf.conv_kernel, hf.conv_stride))
+  cfg.extractor_mode = {v: k for k, v in EXTRACTOR.items()}[hf.feat_extract_norm]
+  if family == "hubert":
+    cfg.feat_proj_layer_norm = hf.feat_proj_layer_norm
+  else:
+    cfg.update({name: getattr(hf, name) for name in W2V2_ONLY})
+  return cfg

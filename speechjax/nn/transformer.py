@@ -1,0 +1,236 @@
+"""Transformer encoder of wav2vec 2.0 / HuBERT (fairseq `TransformerEncoder`, HF `Wav2Vec2Encoder` and
+`Wav2Vec2EncoderStableLayerNorm`), plus the feature projection in front of it.
+
+Module and parameter names follow HF transformers (`attention.q_proj`, `feed_forward.intermediate_dense`,
+`final_layer_norm`, `pos_conv_embed`, ...) so that `speechjax.interop.hf` is a plain renaming.
+
+Two layer-norm placements:
+  post-LN (Base, `stable=False`): x + pos_conv(x) → LN → layers;
+                                  layer: y = LN(x + attn(x)); LN(y + ffn(y)).
+  pre-LN (Large, `stable=True`):  x + pos_conv(x) → layers → LN;
+                                  layer: y = x + attn(LN(x)); y + ffn(LN(y)).
+Stacks can be `nn.scan`ned (params stacked on a leading `layers` axis, named "layers") and rematerialised.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from speechjax.nn.partitioning import dense_inits, logical, norm_inits
+from speechjax.nn.pos_conv import PositionalConvEmbedding
+
+ACTIVATION = ("batch", "length", "embed")
+REMAT_POLICIES = {
+    "full": None,                                                       # save nothing, recompute all
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,   # save weight matmul outputs
+}
+
+
+def linear_inits(in_axis, out_axis, fan_in: int) -> dict:
+  """torch `nn.Linear` default init (kernel and bias U(±1/sqrt(fan_in))), used by fairseq for the
+  feature projection and the pretraining heads."""
+  bound = 1.0 / math.sqrt(fan_in)
+  uniform = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+  return {"kernel_init": logical(nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+                                 in_axis, out_axis),
+          "bias_init": logical(uniform, out_axis)}
+
+
+def layer_norm(eps: float, dtype, name: str, axis: str = "embed") -> nn.LayerNorm:
+  return nn.LayerNorm(epsilon=eps, dtype=dtype, name=name, **norm_inits(axis))
+
+
+class FeatureProjection(nn.Module):
+  """Conv features [B, F, C] → (projected [B, F, D], normed features [B, F, C]).
+
+  `use_layer_norm=False` (HuBERT `feat_proj_layer_norm`) skips the LayerNorm; the "normed" output is then
+  the conv features themselves."""
+  hidden_size: int
+  use_layer_norm: bool = True
+  dropout: float = 0.0
+  eps: float = 1e-5
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, features, train: bool = False):
+    if self.use_layer_norm:
+      features = layer_norm(self.eps, self.dtype, "layer_norm", "conv_out")(features)
+    x = nn.Dense(self.hidden_size, dtype=self.dtype, name="projection",
+                 **linear_inits("conv_out", "embed", features.shape[-1]))(features)
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.with_logical_constraint(x, ACTIVATION), features
+
+
+class HeadDense(nn.Module):
+  """A projection to or from attention heads: `einsum(equation, x, kernel) + bias`.
+
+  `kernel_shape` e.g. [D, H, D/H] with logical `axes` (`embed`, `heads`, `kv`); the bias has the output
+  dims. (flax's DenseGeneral initialises a flattened 2-D kernel, which breaks 3-D logical annotations.)"""
+  kernel_shape: tuple[int, ...]
+  axes: tuple[str, ...]
+  equation: str
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    out_dims = len(self.equation.split("->")[1]) - 2   # output dims beyond [batch, time]
+    kernel = self.param("kernel", logical(nn.initializers.normal(0.02), *self.axes), self.kernel_shape)
+    bias = self.param("bias", logical(nn.initializers.zeros, *self.axes[-out_dims:]),
+                      self.kernel_shape[-out_dims:])
+    return jnp.einsum(self.equation, x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(
+        self.dtype)
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention with a key padding mask. `x` [B, F, D], `mask` [B, F] bool → [B, F, D].
+
+  q/k/v kernels are [D, H, D/H] (`embed`, `heads`, `kv`), the output kernel [H, D/H, D]. Logits and
+  softmax are float32."""
+  num_heads: int
+  dropout: float = 0.0
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, mask, train: bool = False):
+    features = x.shape[-1]
+    if features % self.num_heads:
+      raise ValueError(f"hidden size {features} is not divisible by num_attention_heads={self.num_heads}")
+    head_dim = features // self.num_heads
+
+    def proj(name):
+      return HeadDense((features, self.num_heads, head_dim), ("embed", "heads", "kv"), "btd,dhk->bthk",
+                       self.dtype, name=name)(x)
+
+    q, k, v = proj("q_proj"), proj("k_proj"), proj("v_proj")
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+    logits = logits * head_dim ** -0.5
+    logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
+    weights = jax.nn.softmax(logits, axis=-1)
+    weights = nn.Dropout(self.dropout, deterministic=not train)(weights)
+    y = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(self.dtype), v)
+    return HeadDense((self.num_heads, head_dim, features), ("heads", "kv", "embed"), "bthk,hkd->btd",
+                     self.dtype, name="out_proj")(y)
+
+
+class FeedForward(nn.Module):
+  """Dense D→F, GELU, activation dropout, Dense F→D, dropout. [B, F, D] → [B, F, D]."""
+  intermediate_size: int
+  activation_dropout: float = 0.0
+  dropout: float = 0.0
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    h = nn.Dense(self.intermediate_size, dtype=self.dtype, name="intermediate_dense",
+                 **dense_inits("embed", "mlp"))(x)
+    h = nn.Dropout(self.activation_dropout, deterministic=not train)(nn.gelu(h, approximate=False))
+    y = nn.Dense(x.shape[-1], dtype=self.dtype, name="output_dense", **dense_inits("mlp", "embed"))(h)
+    return nn.Dropout(self.dropout, deterministic=not train)(y)
+
+
+class EncoderLayer(nn.Module):
+  """One transformer block, post-LN or pre-LN (`stable`), with LayerDrop in training.
+
+  `x` [B, F, D], `mask` [B, F] bool (real frames) → [B, F, D]."""
+  num_heads: int
+  intermediate_size: int
+  stable: bool = False
+  dropout: float = 0.0
+  attention_dropout: float = 0.0
+  activation_dropout: float = 0.0
+  layerdrop: float = 0.0
+  eps: float = 1e-5
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, mask, train: bool = False):
+    attention = SelfAttention(self.num_heads, self.attention_dropout, self.dtype, name="attention")
+    feed_forward = FeedForward(self.intermediate_size, self.activation_dropout, self.dropout, self.dtype,
+                               name="feed_forward")
+    drop = nn.Dropout(self.dropout, deterministic=not train)
+    attn_norm = layer_norm(self.eps, self.dtype, "layer_norm")
+    ffn_norm = layer_norm(self.eps, self.dtype, "final_layer_norm")
+    if self.stable:
+      y = x + drop(attention(attn_norm(x), mask, train))
+      y = y + feed_forward(ffn_norm(y), train)
+    else:
+      y = attn_norm(x + drop(attention(x, mask, train)))
+      y = ffn_norm(y + feed_forward(y, train))
+    if train and self.layerdrop > 0:
+      keep = jax.random.uniform(self.make_rng("dropout")) >= self.layerdrop
+      y = jnp.where(keep, y, x)
+    return nn.with_logical_constraint(y.astype(x.dtype), ACTIVATION)
+
+
+class TransformerEncoder(nn.Module):
+  """Positional conv + layer stack (+ LN before (post-LN) or after (pre-LN) the stack).
+
+  `x` [B, F, D], `mask` [B, F] bool → (last_hidden_state [B, F, D], hidden_states). `hidden_states` is
+  None unless requested, else a tuple of L+1 arrays [B, F, D] in HF's convention: the input of every
+  layer, then the final output (after the final LN for pre-LN)."""
+  num_layers: int
+  num_heads: int
+  intermediate_size: int
+  stable: bool = False
+  pos_conv_kernel: int = 128
+  pos_conv_groups: int = 16
+  dropout: float = 0.0
+  attention_dropout: float = 0.0
+  activation_dropout: float = 0.0
+  layerdrop: float = 0.0
+  eps: float = 1e-5
+  scan_layers: bool = False
+  remat_policy: str = "none"
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, mask, train: bool = False, output_hidden_states: bool = False):
+    x = jnp.where(mask[..., None], x, 0).astype(self.dtype)   # padded frames must not leak via the conv
+    x = x + PositionalConvEmbedding(self.pos_conv_kernel, self.pos_conv_groups, self.dtype,
+                                    name="pos_conv_embed")(x)
+    final_norm = layer_norm(self.eps, self.dtype, "layer_norm")
+    if not self.stable:
+      x = final_norm(x)
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    x = nn.with_logical_constraint(x, ACTIVATION)
+    first = x
+    x, outputs = self._stack(x, mask, train, output_hidden_states)
+    if self.stable:
+      x = final_norm(x)
+    if not output_hidden_states:
+      return x, None
+    return x, (first,) + tuple(outputs[:-1]) + (x,)
+
+  def _layer_class(self):
+    if self.remat_policy == "none":
+      return EncoderLayer
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f"model.remat_policy={self.remat_policy!r}: expected 'none' or one of "
+                       f"{sorted(REMAT_POLICIES)}")
+    return nn.remat(EncoderLayer, policy=REMAT_POLICIES[self.remat_policy], static_argnums=(3,))
+
+  def _stack(self, x, mask, train, collect):
+    """Runs the layers; returns (output, per-layer outputs: list or stacked [L, B, F, D], or None)."""
+    kwargs = dict(num_heads=self.num_heads, intermediate_size=self.intermediate_size,
+                  stable=self.stable, dropout=self.dropout, attention_dropout=self.attention_dropout,
+                  activation_dropout=self.activation_dropout, layerdrop=self.layerdrop, eps=self.eps,
+                  dtype=self.dtype)
+    layer_cls = self._layer_class()
+    if not self.scan_layers:
+      outputs = []
+      for i in range(self.num_layers):
+        x = layer_cls(**kwargs, name=f"layers_{i}")(x, mask, train)
+        outputs.append(x)
+      return x, outputs
+
+    def body(layer, carry, mask, train):
+      y = layer(carry, mask, train)
+      return y, (y if collect else None)
+
+    scan = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+                   in_axes=(nn.broadcast, nn.broadcast), length=self.num_layers,
+                   metadata_params={nn.PARTITION_NAME: "layers"})
+    return scan(layer_cls(**kwargs, name="layers"), x, mask, train)

@@ -1,0 +1,56 @@
+"""Helpers shared by the model tests: params without XLA compiles, parameter counts, matmul FLOPs."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+
+def random_params(model, *inputs, seed: int = 0):
+  """Params with the shapes of `model.init(*inputs)`, filled from numpy: norm scales 1 + N(0, 0.1²), all
+  else N(0, 0.1²) (U(0, 1) for the mask embedding). Jitting the real init costs far more compile time."""
+  shapes = nn.unbox(jax.eval_shape(model.init, jax.random.PRNGKey(0), *inputs))["params"]
+  rng = np.random.default_rng(seed)
+
+  def fill(path, x):
+    name = path[-1].key
+    if name == "masked_spec_embed":
+      return jnp.asarray(rng.uniform(size=x.shape), x.dtype)
+    return jnp.asarray((name == "scale") + 0.1 * rng.standard_normal(x.shape), x.dtype)
+  return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def count_params(family, cfg, heads: bool = True) -> int:
+  """Parameters of `family.from_config(cfg, heads)` from `jax.eval_shape` (nothing is allocated)."""
+  cfg = cfg.copy_and_resolve_references()
+  cfg.scan_layers = True   # same count, much faster to trace
+  model = family.from_config(cfg, heads)
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 400)), jnp.ones((1, 400), bool))
+  return sum(math.prod(x.shape) for x in jax.tree.leaves(nn.unbox(shapes)))
+
+
+def matmul_flops(jaxpr) -> float:
+  """FLOPs of every dot_general / conv in a jaxpr (2 per multiply-add), sub-jaxprs included."""
+  total = 0.0
+  for eqn in jaxpr.eqns:
+    out = eqn.outvars[0].aval.shape
+    if eqn.primitive.name == "dot_general":
+      (contract, _), _ = eqn.params["dimension_numbers"]
+      lhs = eqn.invars[0].aval.shape
+      total += 2.0 * math.prod(out) * math.prod(lhs[i] for i in contract)
+    elif eqn.primitive.name == "conv_general_dilated":
+      rhs, spec = eqn.invars[1].aval.shape, eqn.params["dimension_numbers"].rhs_spec
+      total += 2.0 * math.prod(out) * rhs[spec[1]] * math.prod(rhs[i] for i in spec[2:])
+    for value in eqn.params.values():
+      sub = getattr(value, "jaxpr", value)
+      if hasattr(sub, "eqns"):
+        total += matmul_flops(sub)
+  return total
+
+
+def forward_matmul_flops(model, params, num_samples: int) -> float:
+  """Matmul FLOPs of one eval forward pass over one utterance of `num_samples` samples."""
+  jaxpr = jax.make_jaxpr(lambda p, a, m: model.apply({"params": p}, a, m))(
+      params, jnp.zeros((1, num_samples)), jnp.ones((1, num_samples), bool))
+  return matmul_flops(jaxpr.jaxpr)
