@@ -1,6 +1,7 @@
-"""k-means and MFCC speed: ours vs scikit-learn (fairseq's settings), faiss, librosa, kaldi-native-fbank.
+"""k-means and MFCC speed of ours vs sklearn (fairseq settings), faiss, kaldi-native-fbank, librosa.
 
     python benchmarks/kmeans.py [--small] [--corpus data/synth-small] [--workdir DIR]
+                                [--methods ours-lloyd,ours-minibatch,sklearn,faiss] [--no-mfcc]
 
 Prints a table of
   * MFCC extraction speed (audio seconds per second) on eSpeak speech from the synthetic corpus:
@@ -209,15 +210,24 @@ def has_faiss() -> bool:
   return True
 
 
-def run_case(case: Case, data: np.ndarray, aligned) -> list[dict]:
-  methods = {f"ours Lloyd (≤{case.lloyd_iters} it)": ours_lloyd,
-             f"ours mini-batch 10000, n_init 20 (≤{case.minibatch_iters} passes)": ours_minibatch,
-             f"sklearn MiniBatchKMeans, fairseq settings (max_iter {case.minibatch_iters})":
-                 sklearn_fairseq}
-  if has_faiss():
-    methods["faiss Kmeans (niter 25, defaults)"] = faiss_kmeans
+def methods(case: Case, chosen: list[str]) -> dict:
+  """Display name → function, for the chosen method keys (faiss only when it is installed)."""
+  available = {
+      "ours-lloyd": (f"ours Lloyd (≤{case.lloyd_iters} it)", ours_lloyd),
+      "ours-minibatch": (f"ours mini-batch 10000, n_init 20 (≤{case.minibatch_iters} passes)",
+                         ours_minibatch),
+      "sklearn": (f"sklearn MiniBatchKMeans, fairseq settings (max_iter {case.minibatch_iters})",
+                  sklearn_fairseq),
+      "faiss": ("faiss Kmeans (niter 25, defaults)", faiss_kmeans)}
+  unknown = set(chosen) - set(available)
+  if unknown:
+    raise SystemExit(f"unknown methods {sorted(unknown)}; choose from {sorted(available)}")
+  return dict(available[m] for m in chosen if m != "faiss" or has_faiss())
+
+
+def run_case(case: Case, data: np.ndarray, aligned, chosen: list[str]) -> list[dict]:
   rows = []
-  for name, fn in methods.items():
+  for name, fn in methods(case, chosen).items():
     centroids, seconds = timed(lambda: fn(data, case))
     row = {"case": f"({case.name}) {len(data)}×{case.dim}, K={case.k}", "method": name,
            "wall_s": round(seconds, 1), "inertia": round(mean_sq_distance(data, centroids), 4)}
@@ -251,18 +261,22 @@ def main():
   parser.add_argument("--small", action="store_true", help="small sizes for a quick run")
   parser.add_argument("--corpus", default="data/synth-small", help="synthetic corpus directory")
   parser.add_argument("--workdir", default="/tmp/speechjax_bench_kmeans")
+  parser.add_argument("--methods", default="ours-lloyd,ours-minibatch,sklearn,faiss",
+                      help="k-means methods, comma-separated (sklearn takes ~50 min for (b))")
+  parser.add_argument("--no-mfcc", action="store_true", help="skip the MFCC speed table")
   args = parser.parse_args()
   corpus = args.corpus
   if not os.path.exists(os.path.join(corpus, "synth.json")):
     corpus = synth.generate(os.path.join(args.workdir, "synth-micro"), size="micro", seed=0)
   utterances = load_corpus(corpus)
   print(f"corpus {corpus}: {len(utterances)} utterances, cpu_count {os.cpu_count()}", flush=True)
-  print_table(mfcc_speed(utterances))
+  if not args.no_mfcc:
+    print_table(mfcc_speed(utterances))
   rows = []
   for case in SMALL if args.small else FULL:
     data, aligned, description = case_data(case, utterances)
     print(f"case ({case.name}): {description}", flush=True)
-    rows += run_case(case, data, aligned)
+    rows += run_case(case, data, aligned, args.methods.split(","))
   print_table(rows)
 
 

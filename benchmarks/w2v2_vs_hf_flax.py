@@ -55,7 +55,7 @@ def measure_peer(cfg, batch_size, seconds, steps, peak):
   frames = int(model._get_feat_extract_output_lengths(samples))
   audio = jnp.asarray(0.1 * np.random.default_rng(0).standard_normal((batch_size, samples)), jnp.float32)
   mask = _compute_mask_indices((batch_size, frames), 0.65, 10, min_masks=2)
-  negatives = _sample_negative_indices((batch_size, frames), 100, mask)
+  negatives = _sample_negative_indices((batch_size, frames, hf_cfg.proj_codevector_dim), 100)
   tx = optax.adamw(5e-4, b2=0.98, eps=1e-6, weight_decay=0.01)
   num_codes = hf_cfg.num_codevector_groups * hf_cfg.num_codevectors_per_group
 
