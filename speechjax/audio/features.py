@@ -7,9 +7,10 @@
     → [frames, 39] = [13 cepstra | 13 Δ | 13 ΔΔ]
 
 with every other setting at its Kaldi default: 25 ms Povey window every 10 ms, `snip_edges=True`
-(frames = 1 + (N − 400) // 160; none when N < 400, where torchaudio raises), DC offset removed and pre-emphasis 0.97 per frame,
-512-point FFT power spectrum, 23 triangular mel bins (triangles in mel, 20 Hz .. Nyquist), log floored
-at float32 epsilon, orthonormal DCT-II to 13 cepstra, cepstral lifter 22, no dither, no CMVN.
+(frames = 1 + (N − 400) // 160; none when N < 400, where torchaudio raises), DC offset removed and
+pre-emphasis 0.97 per frame, 512-point FFT power spectrum, 23 triangular mel bins (triangles in mel,
+20 Hz .. Nyquist), log floored at float32 epsilon, orthonormal DCT-II to 13 cepstra, cepstral
+lifter 22, no dither, no CMVN.
 
 Input scale. Kaldi's own tools read int16 samples (range ±32768). torchaudio's Kaldi functions use
 whatever numbers they are given, and fairseq passes `soundfile.read` floats in [-1, 1], so HuBERT's

@@ -1,1 +1,1 @@
-"""Clustering for HuBERT targets: k-means in JAX (`kmeans`) and its quality against phones (`quality`)."""
+"""Clustering for HuBERT targets: features to cluster, k-means in JAX, labels and their quality."""

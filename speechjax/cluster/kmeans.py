@@ -1,4 +1,4 @@
-"""k-means in JAX: k-means++ on a sample, then full-batch Lloyd or mini-batch updates (HuBERT targets).
+"""k-means in JAX for HuBERT targets: k-means++ on a sample, then full-batch Lloyd or mini-batch.
 
 `fit(data, k)` takes `data` as an in-memory array `[N, D]` or as a re-iterable streaming source: a
 callable that returns a fresh iterator of `[n_i, D]` chunks on every call, so data larger than memory
@@ -14,7 +14,8 @@ are global without any host-side reduction.
     `reassignment_ratio=0`); `iters` is the number of passes. An in-memory array is shuffled once
     (seeded); a streaming source or memmap is read in its own order, so it should be shuffled.
 
-Distances are `‖x‖² − 2·x·Cᵀ + ‖C‖²` matmuls at full f32 precision. A cluster left empty by a pass is
+Distances are `‖x‖² − 2·x·Cᵀ + ‖C‖²` matmuls at full f32 precision (also on TPU, whose default is
+bf16 passes). A cluster left empty by a pass is
 re-seeded with one of the points farthest from their centroid in that pass (the farthest to the first
 empty cluster, and so on). Inertia is the mean squared distance of a point to its nearest centroid.
 Everything is deterministic given `seed`, and the result does not depend on how a source splits its
@@ -91,14 +92,26 @@ def _empty_stats(k: int, dim: int) -> _PassStats:
                     jnp.full(k, -1.0), jnp.zeros((k, dim)))
 
 
+def _cluster_sums(x, valid, labels, k: int):
+  """Sums `[K, D]` and counts `[K]` of the valid rows of `x [n, D]` per label. On TPU a one-hot
+  matmul (runs on the MXU); elsewhere a scatter-add, which does half the work of the distances
+  instead of as much again (2-3× faster Lloyd passes on CPU)."""
+  if jax.default_backend() == "tpu":
+    onehot = (labels[:, None] == jnp.arange(k)[None, :]) & valid[:, None]
+    sums = jnp.matmul(onehot.astype(x.dtype).T, x, precision=_HIGHEST)
+    return sums, jnp.sum(onehot, axis=0, dtype=jnp.int32)
+  segments = jnp.where(valid, labels, k)   # padding rows go to an extra segment that is dropped
+  sums = jax.ops.segment_sum(x, segments, num_segments=k + 1)[:k]
+  counts = jax.ops.segment_sum(valid.astype(jnp.int32), segments, num_segments=k + 1)[:k]
+  return sums, counts
+
+
 def _assign_block(x, valid, centroids):
   """Block `x [n, D]` (rows where `valid [n]`) → per-cluster sums `[K, D]`, counts `[K]` and each
   row's squared distance to its nearest centroid `[n]` (-1 for padding rows)."""
-  k = centroids.shape[0]
   labels, dist = _nearest(x, centroids)
-  onehot = (labels[:, None] == jnp.arange(k)[None, :]) & valid[:, None]
-  sums = jnp.matmul(onehot.astype(x.dtype).T, x, precision=_HIGHEST)
-  return sums, jnp.sum(onehot, axis=0, dtype=jnp.int32), jnp.where(valid, dist, -1.0)
+  sums, counts = _cluster_sums(x, valid, labels, centroids.shape[0])
+  return sums, counts, jnp.where(valid, dist, -1.0)
 
 
 def _add_block(stats: _PassStats, x, sums, counts, dist) -> _PassStats:
@@ -417,7 +430,8 @@ def _improved(history: list[float], tol: float) -> bool:
 
 def _log_pass(it: int, inertia: float, counts: np.ndarray) -> None:
   if jax.process_index() == 0:
-    log.info("k-means pass %d: inertia %.6g, %d empty clusters", it, inertia, int(np.sum(counts == 0)))
+    log.info("k-means pass %d: inertia %.6g, %d empty clusters", it, inertia,
+             int(np.sum(counts == 0)))
 
 
 def _lloyd(steps, passes, centroids, iters, tol, num_points):
@@ -494,7 +508,8 @@ def fit(data, k: int, *, iters: int = 100, init="k-means++", init_sample: int | 
   centroids, stats, history, converged = loop(_steps(mesh), passes, _replicate(init_centroids, mesh),
                                               iters, tol, scan.num_points)
   return KMeansResult(
-      centroids=_to_host(centroids).astype(np.float32), counts=_to_host(stats.counts).astype(np.int64),
+      centroids=_to_host(centroids).astype(np.float32),
+      counts=_to_host(stats.counts).astype(np.int64),
       inertia=float(_to_host(stats.distance)) / scan.num_points, inertia_history=history,
       num_points=scan.num_points, iterations=len(history),
       converged=converged, seed=seed)

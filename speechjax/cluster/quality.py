@@ -1,4 +1,4 @@
-"""Cluster quality against frame-level phone labels (HuBERT paper; fairseq `measure_teacher_quality.py`).
+"""Cluster quality against frame-level phones (HuBERT paper; fairseq `measure_teacher_quality.py`).
 
 From paired frame sequences of phone ids y and cluster ids z, the joint distribution p(y, z) over all
 frames gives

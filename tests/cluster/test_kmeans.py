@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans, MiniBatchKMeans, kmeans_plusplus
@@ -25,7 +26,7 @@ def mfcc_like(n: int, seed: int = 0, components: int = 50) -> np.ndarray:
   return (means[z] + rng.normal(size=(n, 39)) * spread[z]).astype(np.float32)
 
 
-# Every test uses K clusters on N frames of 39 dims where it can, so that compiled functions are reused.
+# Tests use K clusters on N frames of 39 dims where they can, so that compiled functions are reused.
 K, N = 16, 6000
 
 
@@ -101,6 +102,18 @@ def test_empty_clusters_are_reseeded(frames):
   assert np.all(result.counts > 0)
   assert np.abs(result.centroids).max() < np.abs(frames).max()
   assert len(np.unique(result.centroids, axis=0)) == K
+
+
+def test_tpu_and_other_cluster_sums_agree(frames, monkeypatch):
+  labels = np.random.default_rng(0).integers(0, K, N).astype(np.int32)
+  valid = np.arange(N) < N - 100
+  scatter = kmeans._cluster_sums(frames, valid, labels, K)
+  monkeypatch.setattr(jax, "default_backend", lambda: "tpu")   # the one-hot matmul branch
+  matmul = kmeans._cluster_sums(frames, valid, labels, K)
+  expected = np.stack([frames[:N - 100][labels[:N - 100] == c].sum(0) for c in range(K)])
+  for sums, counts in (scatter, matmul):
+    np.testing.assert_allclose(sums, expected, rtol=1e-4, atol=1e-2)
+    np.testing.assert_array_equal(counts, np.bincount(labels[:N - 100], minlength=K))
 
 
 def test_assign_is_brute_force_argmin(frames):
