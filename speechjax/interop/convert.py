@@ -105,7 +105,7 @@ def import_hf(source: str, out: str, scan_layers: bool = False) -> str:
   heads = "wav2vec2" in params
   meta = {"step": 0, "config": {"model": cfg.to_dict()}, "heads": heads, "source": os.path.abspath(source)}
   # The checkpointer's own manager, so that read_meta / restore_params read it back.
-  manager = checkpoint._manager(  # pylint: disable=protected-access
+  manager = checkpoint.open_manager(
       os.path.join(out, "checkpoints"), None, async_save=False)
   manager.save(0, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
                                           meta=ocp.args.JsonSave(meta)))

@@ -22,7 +22,8 @@ from jax.experimental import multihost_utils
 from speechjax import config as config_lib
 
 
-def _manager(directory: str, max_to_keep: int | None, async_save: bool = True, read_only=False):
+def open_manager(directory: str, max_to_keep: int | None, async_save: bool = True, read_only=False):
+  """An Orbax manager for the params / train / meta layout of this module (also used by `speechjax convert`)."""
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, enable_async_checkpointing=async_save, read_only=read_only,
       cleanup_tmp_directories=not read_only, create=not read_only)
@@ -47,8 +48,8 @@ class Checkpointer:
   def __init__(self, workdir: str, cfg, config_json: str):
     self.cfg, self.config_json = cfg, config_json
     root = os.path.join(workdir, "checkpoints")
-    self.manager = _manager(root, cfg.max_to_keep, cfg.async_save)
-    self.best = _manager(os.path.join(root, "best"), 1, cfg.async_save) if cfg.keep_best else None
+    self.manager = open_manager(root, cfg.max_to_keep, cfg.async_save)
+    self.best = open_manager(os.path.join(root, "best"), 1, cfg.async_save) if cfg.keep_best else None
     self.best_value = None
     self.preempted = False
     if jax.process_count() == 1:   # multi-host: JAX's preemption service handles SIGTERM
@@ -116,7 +117,7 @@ class Checkpointer:
 
 def read_meta(checkpoint_dir: str, step: int | None = None) -> tuple[int, dict]:
   """(step, meta) of a checkpoint directory (`<workdir>/checkpoints` or `.../best`)."""
-  manager = _manager(checkpoint_dir, None, read_only=True)
+  manager = open_manager(checkpoint_dir, None, read_only=True)
   step = manager.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"no complete checkpoint in {checkpoint_dir}")
@@ -126,7 +127,7 @@ def read_meta(checkpoint_dir: str, step: int | None = None) -> tuple[int, dict]:
 
 def restore_params(checkpoint_dir: str, abstract_params, step: int | None = None):
   """Params only, onto the shardings of `abstract_params` (ShapeDtypeStructs with `sharding=`)."""
-  manager = _manager(checkpoint_dir, None, read_only=True)
+  manager = open_manager(checkpoint_dir, None, read_only=True)
   step = manager.latest_step() if step is None else step
   return manager.restore(step, args=ocp.args.Composite(
       params=ocp.args.StandardRestore(abstract_params)))["params"]
