@@ -9,6 +9,9 @@
     speechjax label    --data DIR --features FEATS --kmeans km.npz --out LABELED
     speechjax loop     --workdir DIR [--config configs/hubert_loop.py:small]   HuBERT iterations
     speechjax convert  --from-hf HF_DIR --out CKPT | --to-hf ...                  HF transformers weights
+    speechjax tpu      create|describe|setup|run|logs|stop|delete --pod NAME --zone Z [--dry-run]
+    speechjax sweep    run --config configs/X.py:preset --sweep sweeps/Y.py --workdir DIR | report ...
+    speechjax plan     --config configs/X.py:preset --topology v4-64      per-chip memory, step time
 """
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ VERBS = {
     "label": "speechjax.cluster.commands:Label",
     "loop": "launch.hubert_loop",
     "convert": "speechjax.interop.convert",
+    "tpu": "launch.tpu",
+    "sweep": "launch.sweep",
+    "plan": "launch.plan",
 }
 
 
@@ -49,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
       modules[name] = _load(target)
       modules[name].add_arguments(p)
   args, rest = parser.parse_known_args(argv)
-  if rest and args.verb not in ("train", "loop"):
+  if rest and args.verb not in ("train", "loop", "tpu", "sweep", "plan"):
     parser.error(f"unrecognized arguments: {' '.join(rest)}")
   args.overrides = rest
   return int(modules[args.verb].run(args) or 0)
