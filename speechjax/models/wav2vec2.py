@@ -154,7 +154,9 @@ class Wav2Vec2Model(nn.Module):
         c.num_hidden_layers, c.num_attention_heads, c.intermediate_size, c.do_stable_layer_norm,
         c.num_conv_pos_embeddings, c.num_conv_pos_embedding_groups, c.hidden_dropout,
         c.attention_dropout, c.activation_dropout, c.layerdrop, c.layer_norm_eps, c.scan_layers,
-        c.remat_policy, dtype, name="encoder")(x, frame_mask, train, output_hidden_states)
+        c.remat_policy, dtype, num_buckets=c.get("num_buckets", 0),   # WavLM's relative position bias
+        max_distance=c.get("max_bucket_distance", 800), name="encoder")(x, frame_mask, train,
+                                                                       output_hidden_states)
     out = {"frame_mask": frame_mask, "mask": mask, "features": features,
            "feature_penalty": _feature_penalty(conv, frame_mask), "last_hidden_state": last}
     if output_hidden_states:

@@ -10,6 +10,8 @@ Two layer-norm placements:
   pre-LN (Large, `stable=True`):  x + pos_conv(x) → layers → LN;
                                   layer: y = x + attn(LN(x)); y + ffn(LN(y)).
 Stacks can be `nn.scan`ned (params stacked on a leading `layers` axis, named "layers") and rematerialised.
+WavLM: with `num_buckets > 0` the encoder computes a relative position bias once (`rel_attn_embed`) and
+every layer's attention adds it to its logits, gated per head and query (`speechjax.nn.rel_pos_bias`).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from flax import linen as nn
 
 from speechjax.nn.partitioning import dense_inits, logical, norm_inits
 from speechjax.nn.pos_conv import PositionalConvEmbedding
+from speechjax.nn.rel_pos_bias import BiasGate, RelativePositionBias
 
 ACTIVATION = ("batch", "length", "embed")
 REMAT_POLICIES = {
@@ -88,13 +91,15 @@ class SelfAttention(nn.Module):
   """Multi-head self-attention with a key padding mask. `x` [B, F, D], `mask` [B, F] bool → [B, F, D].
 
   q/k/v kernels are [D, H, D/H] (`embed`, `heads`, `kv`), the output kernel [H, D/H, D]. Logits and
-  softmax are float32."""
+  softmax are float32. `bias` (optional, broadcastable to [B, H, F, F]) is added to the scaled logits;
+  with `gate_bias` (WavLM) it is first scaled by `BiasGate(x)` ([B, H, F, 1], parameters `gru_rel_pos`)."""
   num_heads: int
   dropout: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  gate_bias: bool = False
 
   @nn.compact
-  def __call__(self, x, mask, train: bool = False):
+  def __call__(self, x, mask, train: bool = False, bias=None):
     features = x.shape[-1]
     if features % self.num_heads:
       raise ValueError(f"hidden size {features} is not divisible by num_attention_heads={self.num_heads}")
@@ -107,6 +112,10 @@ class SelfAttention(nn.Module):
     q, k, v = proj("q_proj"), proj("k_proj"), proj("v_proj")
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
     logits = logits * head_dim ** -0.5
+    if bias is not None:
+      if self.gate_bias:
+        bias = BiasGate(self.num_heads, self.dtype, name="gru_rel_pos")(x) * bias
+      logits = logits + bias
     logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
     weights = jax.nn.softmax(logits, axis=-1)
     weights = nn.Dropout(self.dropout, deterministic=not train)(weights)
@@ -134,7 +143,8 @@ class FeedForward(nn.Module):
 class EncoderLayer(nn.Module):
   """One transformer block, post-LN or pre-LN (`stable`), with LayerDrop in training.
 
-  `x` [B, F, D], `mask` [B, F] bool (real frames) → [B, F, D]."""
+  `x` [B, F, D], `mask` [B, F] bool (real frames), optional attention logit `bias` (see SelfAttention;
+  gated when `gate_bias`) → [B, F, D]."""
   num_heads: int
   intermediate_size: int
   stable: bool = False
@@ -144,20 +154,22 @@ class EncoderLayer(nn.Module):
   layerdrop: float = 0.0
   eps: float = 1e-5
   dtype: jnp.dtype = jnp.float32
+  gate_bias: bool = False
 
   @nn.compact
-  def __call__(self, x, mask, train: bool = False):
-    attention = SelfAttention(self.num_heads, self.attention_dropout, self.dtype, name="attention")
+  def __call__(self, x, mask, train: bool = False, bias=None):
+    attention = SelfAttention(self.num_heads, self.attention_dropout, self.dtype, self.gate_bias,
+                              name="attention")
     feed_forward = FeedForward(self.intermediate_size, self.activation_dropout, self.dropout, self.dtype,
                                name="feed_forward")
     drop = nn.Dropout(self.dropout, deterministic=not train)
     attn_norm = layer_norm(self.eps, self.dtype, "layer_norm")
     ffn_norm = layer_norm(self.eps, self.dtype, "final_layer_norm")
     if self.stable:
-      y = x + drop(attention(attn_norm(x), mask, train))
+      y = x + drop(attention(attn_norm(x), mask, train, bias))
       y = y + feed_forward(ffn_norm(y), train)
     else:
-      y = attn_norm(x + drop(attention(x, mask, train)))
+      y = attn_norm(x + drop(attention(x, mask, train, bias)))
       y = ffn_norm(y + feed_forward(y, train))
     if train and self.layerdrop > 0:
       keep = jax.random.uniform(self.make_rng("dropout")) >= self.layerdrop
@@ -170,7 +182,10 @@ class TransformerEncoder(nn.Module):
 
   `x` [B, F, D], `mask` [B, F] bool → (last_hidden_state [B, F, D], hidden_states). `hidden_states` is
   None unless requested, else a tuple of L+1 arrays [B, F, D] in HF's convention: the input of every
-  layer, then the final output (after the final LN for pre-LN)."""
+  layer, then the final output (after the final LN for pre-LN).
+
+  `num_buckets > 0` (WavLM) adds the gated relative position bias: table `rel_attn_embed` [num_buckets, H],
+  buckets up to `max_distance` frames, a gate (`attention/gru_rel_pos`) in every layer."""
   num_layers: int
   num_heads: int
   intermediate_size: int
@@ -185,6 +200,8 @@ class TransformerEncoder(nn.Module):
   scan_layers: bool = False
   remat_policy: str = "none"
   dtype: jnp.dtype = jnp.float32
+  num_buckets: int = 0
+  max_distance: int = 800
 
   @nn.compact
   def __call__(self, x, mask, train: bool = False, output_hidden_states: bool = False):
@@ -197,7 +214,11 @@ class TransformerEncoder(nn.Module):
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     x = nn.with_logical_constraint(x, ACTIVATION)
     first = x
-    x, outputs = self._stack(x, mask, train, output_hidden_states)
+    bias = None
+    if self.num_buckets:
+      bias = RelativePositionBias(self.num_heads, self.num_buckets, self.max_distance,
+                                  name="rel_attn_embed")(x.shape[1])
+    x, outputs = self._stack(x, mask, train, output_hidden_states, bias)
     if self.stable:
       x = final_norm(x)
     if not output_hidden_states:
@@ -212,25 +233,25 @@ class TransformerEncoder(nn.Module):
                        f"{sorted(REMAT_POLICIES)}")
     return nn.remat(EncoderLayer, policy=REMAT_POLICIES[self.remat_policy], static_argnums=(3,))
 
-  def _stack(self, x, mask, train, collect):
+  def _stack(self, x, mask, train, collect, bias):
     """Runs the layers; returns (output, per-layer outputs: list or stacked [L, B, F, D], or None)."""
     kwargs = dict(num_heads=self.num_heads, intermediate_size=self.intermediate_size,
                   stable=self.stable, dropout=self.dropout, attention_dropout=self.attention_dropout,
                   activation_dropout=self.activation_dropout, layerdrop=self.layerdrop, eps=self.eps,
-                  dtype=self.dtype)
+                  dtype=self.dtype, gate_bias=self.num_buckets > 0)
     layer_cls = self._layer_class()
     if not self.scan_layers:
       outputs = []
       for i in range(self.num_layers):
-        x = layer_cls(**kwargs, name=f"layers_{i}")(x, mask, train)
+        x = layer_cls(**kwargs, name=f"layers_{i}")(x, mask, train, bias)
         outputs.append(x)
       return x, outputs
 
-    def body(layer, carry, mask, train):
-      y = layer(carry, mask, train)
+    def body(layer, carry, mask, train, bias):
+      y = layer(carry, mask, train, bias)
       return y, (y if collect else None)
 
     scan = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
-                   in_axes=(nn.broadcast, nn.broadcast), length=self.num_layers,
+                   in_axes=(nn.broadcast, nn.broadcast, nn.broadcast), length=self.num_layers,
                    metadata_params={nn.PARTITION_NAME: "layers"})
-    return scan(layer_cls(**kwargs, name="layers"), x, mask, train)
+    return scan(layer_cls(**kwargs, name="layers"), x, mask, train, bias)
