@@ -66,13 +66,15 @@ class HubertForPreTraining(nn.Module):
   """Encoder + final_proj + label_embs → encoder outputs + `logits` (see the module docstring)."""
   config: ml_collections.FrozenConfigDict
   num_classes: tuple[int, ...]
+  _encoder = ("hubert", HubertModel)   # (scope name, class) of the encoder; WavLM reuses these heads
 
   @nn.compact
   def __call__(self, audio, audio_mask, *, train: bool = False, mask_time=None,
                output_hidden_states: bool = False):
     c, dtype = self.config, jnp.dtype(self.config.dtype)
-    out = HubertModel(c, name="hubert")(audio, audio_mask, train=train, mask_time=mask_time,
-                                        output_hidden_states=output_hidden_states)
+    name, encoder = self._encoder
+    out = encoder(c, name=name)(audio, audio_mask, train=train, mask_time=mask_time,
+                                output_hidden_states=output_hidden_states)
     sets = len(self.num_classes)
     proj = nn.Dense(c.final_dim * sets, dtype=dtype, name="final_proj",
                     **linear_inits("embed", None, c.hidden_size))(out["last_hidden_state"])
