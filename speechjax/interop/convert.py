@@ -10,8 +10,8 @@ with meta = {"step": 0, "config": {"model": <model config>}, "heads": bool, "sou
 `checkpoint.restore_params(CKPT_DIR + "/checkpoints", abstract_params)` (e.g. to initialise training).
 --to-hf reads such a checkpoint, or a training workdir (latest step; the `model` section of its config),
 and writes an HF `save_pretrained` directory: Wav2Vec2ForPreTraining when the params have the quantizer,
-else Wav2Vec2Model / HubertModel. HF has no HuBERT pretraining heads: final_proj and label_embs are left
-out, and the command says so.
+else Wav2Vec2Model / HubertModel / WavLMModel. HF has no HuBERT or WavLM pretraining heads: final_proj and
+label_embs are left out, and the command says so.
 """
 from __future__ import annotations
 
@@ -144,14 +144,14 @@ def export_hf(path: str, out: str) -> str:
   import torch   # pylint: disable=import-outside-toplevel
   import transformers   # pylint: disable=import-outside-toplevel
   cfg, params, step = load_params(path)
-  note = ""
-  if "hubert" in params:
-    dropped = sorted(k for k in params if k != "hubert")
+  note, family = "", cfg.model_type
+  if family in hf.HEADLESS and family in params:
+    dropped = sorted(k for k in params if k != family)
     note = f"; left out (no HF counterpart): {', '.join(dropped)}"
-    params = params["hubert"]
+    params = params[family]
   heads = "wav2vec2" in params
-  cls = (transformers.HubertModel if cfg.model_type == "hubert" else
-         transformers.Wav2Vec2ForPreTraining if heads else transformers.Wav2Vec2Model)
+  cls = {"hubert": transformers.HubertModel, "wavlm": transformers.WavLMModel}.get(
+      family, transformers.Wav2Vec2ForPreTraining if heads else transformers.Wav2Vec2Model)
   model = cls(hf.hf_config(cfg))
   state_dict = {k: torch.from_numpy(v) for k, v in hf.to_hf(params, cfg).items()}
   model.load_state_dict(state_dict, strict=True)

@@ -1,17 +1,19 @@
 """Weights and configs to and from HF transformers (`Wav2Vec2Model`, `Wav2Vec2ForPreTraining`,
-`HubertModel`).
+`HubertModel`, `WavLMModel`).
 
     params = from_hf(state_dict, cfg)      # numpy/torch state dict → our params (numpy)
     state_dict = to_hf(params, cfg)        # our params → numpy state dict, loadable with load_state_dict
     hf_cfg = hf_config(cfg)                # our model ConfigDict → transformers config object
     cfg = config_from_hf(hf_cfg)           # and back
 
-`from_hf` takes state dicts with or without the `wav2vec2.` / `hubert.` prefix and both weight-norm
+`from_hf` takes state dicts with or without the `wav2vec2.` / `hubert.` / `wavlm.` prefix and both weight-norm
 namings of the positional conv (`weight_g`/`weight_v` and `parametrizations.weight.original0/1`). It
 returns the `Wav2Vec2ForPreTraining` tree when the state dict has the quantizer, else the encoder tree
 (`Wav2Vec2Model` / `HubertModel`). Missing keys, unknown keys and shape mismatches raise ValueError.
 `to_hf` writes the `parametrizations` naming (torch ≥ 2.1; torch maps the old names on load). HF has no
-HuBERT pretraining heads: pass `params["hubert"]` to export a `HubertPretraining` tree's encoder.
+HuBERT/WavLM pretraining heads: pass `params["hubert"]` (`params["wavlm"]`) to export the encoder of a
+`HubertForPreTraining` (`WavLMForPreTraining`) tree. WavLM's relative position table (ours: one per encoder,
+`encoder/rel_attn_embed`) is HF's `encoder.layers.0.attention.rel_attn_embed`.
 Only torch-free code here: transformers is imported by `hf_config` / `config_from_hf` alone.
 """
 from __future__ import annotations
@@ -24,10 +26,12 @@ import ml_collections
 import numpy as np
 
 from speechjax.config import ConfigError
-from speechjax.models import hubert, wav2vec2
+from speechjax.models import hubert, wav2vec2, wavlm
 from speechjax.parallel.mesh import strip_boxes
 
-PREFIX = {"wav2vec2": "wav2vec2.", "hubert": "hubert."}
+PREFIX = {"wav2vec2": "wav2vec2.", "hubert": "hubert.", "wavlm": "wavlm."}
+MODELS = {"wav2vec2": wav2vec2, "hubert": hubert, "wavlm": wavlm}
+HEADLESS = {"hubert": "HuBERT", "wavlm": "WavLM"}   # families whose pretraining heads HF does not have
 WEIGHT_NORM_NAMES = {"parametrizations.weight.original0": "weight_g",
                      "parametrizations.weight.original1": "weight_v"}
 W2V2_HEADS = ("quantizer", "project_q", "project_hid")
@@ -49,6 +53,10 @@ def _conv():
   return (lambda a: a.transpose(2, 1, 0), lambda w, shape: w.transpose(2, 1, 0))
 
 
+def _same():
+  return (lambda a: a, lambda w, shape: w.reshape(shape))
+
+
 def _shaped(hf_shape):
   """A reshape to torch's shape given as a function of our array (weight_g [1,1,K], codevectors)."""
   return (lambda a: a.reshape(hf_shape(a)), lambda w, shape: w.reshape(shape))
@@ -64,12 +72,17 @@ def _norm(ours: tuple, theirs: str) -> list:
 
 
 # --- the name map ------------------------------------------------------------------------------------
-def _layer_entries(i: int) -> list:
+def _layer_entries(i: int, gated: bool) -> list:
   ours, theirs = ("encoder", f"layers_{i}"), f"encoder.layers.{i}"
   entries = []
   for proj in ("q_proj", "k_proj", "v_proj"):
     entries += _dense(ours + ("attention", proj), f"{theirs}.attention.{proj}")
   entries += _dense(ours + ("attention", "out_proj"), f"{theirs}.attention.out_proj", num_in=2)
+  if gated:   # WavLM's gate of the relative position bias
+    gate = ours + ("attention", "gru_rel_pos")
+    entries += _dense(gate + ("linear",), f"{theirs}.attention.gru_rel_pos_linear")
+    entries.append((gate + ("const",), f"{theirs}.attention.gru_rel_pos_const",
+                    _shaped(lambda a: (1, a.size, 1, 1))))
   for dense in ("intermediate_dense", "output_dense"):
     entries += _dense(ours + ("feed_forward", dense), f"{theirs}.feed_forward.{dense}")
   entries += _norm(ours + ("layer_norm",), f"{theirs}.layer_norm")
@@ -97,8 +110,12 @@ def _encoder_entries(cfg) -> list:
               (pos + ("weight_v",), "encoder.pos_conv_embed.conv.weight_v", _conv()),
               (pos + ("bias",), "encoder.pos_conv_embed.conv.bias", _flat())]
   entries += _norm(("encoder", "layer_norm"), "encoder.layer_norm")
+  gated = _family(cfg) == "wavlm"
+  if gated:
+    entries.append((("encoder", "rel_attn_embed", "embedding"),
+                    "encoder.layers.0.attention.rel_attn_embed.weight", _same()))
   for i in range(cfg.num_hidden_layers):
-    entries += _layer_entries(i)
+    entries += _layer_entries(i, gated)
   return entries
 
 
@@ -136,7 +153,7 @@ def _min_samples(layers) -> int:
 
 def abstract_params(cfg, heads: bool):
   """ShapeDtypeStructs of the model's params (never allocated)."""
-  module = (hubert if _family(cfg) == "hubert" else wav2vec2).from_config(cfg, heads=heads)
+  module = MODELS[_family(cfg)].from_config(cfg, heads=heads)
   samples = _min_samples(wav2vec2.conv_layers(cfg))
   audio = jax.ShapeDtypeStruct((1, samples), np.float32)
   mask = jax.ShapeDtypeStruct((1, samples), np.bool_)
@@ -249,10 +266,10 @@ def from_hf(state_dict, cfg) -> dict:
 
 def to_hf(params, cfg) -> dict[str, np.ndarray]:
   """Our params (Wav2Vec2ForPreTraining, or an encoder tree) → HF state dict of float32 numpy arrays."""
-  _family(cfg)
-  if "hubert" in params:
-    raise ValueError("HF has no HuBERT pretraining heads (final_proj, label_embs): export "
-                     "params['hubert'] as a HubertModel")
+  family = _family(cfg)
+  if family in HEADLESS and family in params:
+    raise ValueError(f"HF has no {HEADLESS[family]} pretraining heads (final_proj, label_embs): export "
+                     f"params['{family}'] as the encoder")
   heads = "wav2vec2" in params
   if cfg.scan_layers and heads:
     params = {**params, "wav2vec2": unstack_layers(params["wav2vec2"], cfg.num_hidden_layers)}
@@ -279,10 +296,11 @@ RENAMED = {"mask_prob": "mask_time_prob", "mask_length": "mask_time_length",
            "mask_channel_length": "mask_feature_length", "mask_channel_min_masks": "mask_feature_min_masks"}
 W2V2_ONLY = ("num_codevector_groups", "num_codevectors_per_group", "codevector_dim", "proj_codevector_dim",
              "feat_quantizer_dropout")
+WAVLM_ONLY = ("num_buckets", "max_bucket_distance")
 
 
 def hf_config(cfg):
-  """Our model ConfigDict → `transformers.Wav2Vec2Config` or `HubertConfig`."""
+  """Our model ConfigDict → `transformers.Wav2Vec2Config`, `HubertConfig` or `WavLMConfig`."""
   import transformers   # pylint: disable=import-outside-toplevel
   family = _family(cfg)
   layers = wav2vec2.conv_layers(cfg)
@@ -294,7 +312,10 @@ def hf_config(cfg):
   if family == "hubert":
     return transformers.HubertConfig(feat_proj_layer_norm=cfg.feat_proj_layer_norm, **kwargs)
   if not cfg.feat_proj_layer_norm:
-    raise ConfigError("config.model.feat_proj_layer_norm=False: HF Wav2Vec2 always has this LayerNorm")
+    raise ConfigError(f"config.model.feat_proj_layer_norm=False: HF {family} always has this LayerNorm")
+  if family == "wavlm":
+    kwargs.pop("mask_feature_min_masks")   # not a WavLMConfig field (HF WavLM uses 0)
+    return transformers.WavLMConfig(**kwargs, **{name: cfg[name] for name in WAVLM_ONLY})
   return transformers.Wav2Vec2Config(**kwargs, **{name: cfg[name] for name in W2V2_ONLY})
 
 
@@ -312,21 +333,24 @@ def _check_supported(hf) -> None:
 
 
 def config_from_hf(hf) -> ml_collections.ConfigDict:
-  """A transformers `Wav2Vec2Config` / `HubertConfig` → our model ConfigDict (the `base` preset of the
-  family for fields HF does not have: feature_grad_mult, scan/remat/dtype, HuBERT's heads)."""
+  """A transformers `Wav2Vec2Config` / `HubertConfig` / `WavLMConfig` → our model ConfigDict (the `base`
+  preset of the family for fields HF does not have: feature_grad_mult, scan/remat/dtype, HuBERT's heads)."""
   family = hf.model_type
   if family not in PREFIX:
     raise ConfigError(f"HF model_type {family!r}: expected one of {sorted(PREFIX)}")
   _check_supported(hf)
-  cfg = (hubert if family == "hubert" else wav2vec2).model_config("base")
+  cfg = MODELS[family].model_config("base")
   cfg.update({name: getattr(hf, name) for name in SAME_NAME})
-  cfg.update({ours: getattr(hf, theirs) for ours, theirs in RENAMED.items()})
+  # WavLMConfig has no mask_feature_min_masks (0 in HF WavLM)
+  cfg.update({ours: getattr(hf, theirs, 0) for ours, theirs in RENAMED.items()})
   if not getattr(hf, "apply_spec_augment", True):
     cfg.mask_prob, cfg.mask_channel_prob = 0.0, 0.0
   cfg.conv_layers = tuple(zip(hf.conv_dim, hf.conv_kernel, hf.conv_stride))
   cfg.extractor_mode = {v: k for k, v in EXTRACTOR.items()}[hf.feat_extract_norm]
   if family == "hubert":
     cfg.feat_proj_layer_norm = hf.feat_proj_layer_norm
+  elif family == "wavlm":
+    cfg.update({name: getattr(hf, name) for name in WAVLM_ONLY})
   else:
     cfg.update({name: getattr(hf, name) for name in W2V2_ONLY})
   return cfg
