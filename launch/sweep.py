@@ -172,8 +172,18 @@ def trial_names(trials: list[dict]) -> list[str]:
   return names
 
 
+def _fs(path: str):
+  """(exists, isdir, listdir, open) for a path: os for local paths, tf.io.gfile for gs:// (so the report
+  reads a pod sweep straight from its bucket)."""
+  if str(path).startswith("gs://"):
+    import tensorflow as tf
+    g = tf.io.gfile
+    return g.exists, g.isdir, lambda p: [n.rstrip("/") for n in g.listdir(p)], g.GFile
+  return os.path.exists, os.path.isdir, os.listdir, open
+
+
 def _read_json(path: str):
-  with open(path) as f:
+  with _fs(path)[3](path) as f:
     return json.load(f)
 
 
@@ -258,10 +268,11 @@ def pod_commands(config: str, trials: list[dict], workdir: str, pod: str, zone: 
 def final_metrics(trial_dir: str) -> dict:
   """The last value of every metric in the trial's metrics.jsonl, and the last step ("step")."""
   path = os.path.join(trial_dir, METRICS)
+  exists, _, _, open_ = _fs(path)
   out = {}
-  if not os.path.exists(path):
+  if not exists(path):
     return out
-  with open(path) as f:
+  with open_(path) as f:
     for line in f:
       line = line.strip()
       if not line:
@@ -276,18 +287,22 @@ def final_metrics(trial_dir: str) -> dict:
 
 def collect(workdir: str) -> list[dict]:
   """[{trial, status, overrides, metrics}] for every trial directory in the sweep workdir."""
-  if not os.path.isdir(workdir):
+  exists, isdir, listdir, _ = _fs(workdir)
+  if not isdir(workdir):
     raise SweepError(f"--workdir={workdir!r}: no such sweep directory")
   rows = []
-  for entry in sorted(os.listdir(workdir)):
+  for entry in sorted(listdir(workdir)):
     trial_dir = os.path.join(workdir, entry)
-    if not entry.startswith(TRIAL_PREFIX) or not os.path.isdir(trial_dir):
+    if not entry.startswith(TRIAL_PREFIX) or not isdir(trial_dir):
       continue
     metrics = final_metrics(trial_dir)
-    status = ("done" if os.path.exists(os.path.join(trial_dir, DONE))
-              else "partial" if metrics else "pending")
+    config_path = os.path.join(trial_dir, "config.json")   # written by the trainer
+    num_steps = _read_json(config_path)["train"]["num_steps"] if exists(config_path) else None
+    finished = exists(os.path.join(trial_dir, DONE)) or (   # a pod trial leaves no DONE marker
+        num_steps is not None and metrics.get("step", -1) >= num_steps)
+    status = "done" if finished else "partial" if metrics else "pending"
     overrides_path = os.path.join(trial_dir, OVERRIDES)
-    overrides = _read_json(overrides_path) if os.path.exists(overrides_path) else {}
+    overrides = _read_json(overrides_path) if exists(overrides_path) else {}
     rows.append({"trial": entry, "status": status, "overrides": overrides, "metrics": metrics})
   return rows
 

@@ -137,3 +137,24 @@ def test_pod_mode_prints_one_tpu_run_per_trial(tmp_path, capsys):
   code = cli.main(["sweep", "run", "--config", CONFIG, "--sweep", SWEEP, "--workdir", str(tmp_path),
                    "--pod", "sj-pod", "--zone", "z"])
   assert code == 2 and "--workdir" in capsys.readouterr().err
+
+
+def test_report_of_trials_without_done_markers(tmp_path, capsys):
+  """Pod trials leave no DONE: a trial is done when its metrics reach its config's num_steps; a line cut
+  by a kill is ignored; a trial without the metric ranks last."""
+  def trial(name, rows, num_steps=10, cut=False):
+    d = tmp_path / name
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"train": {"num_steps": num_steps}}))
+    text = "".join(json.dumps(r) + "\n" for r in rows) + ('{"step": 11, "train/lo' if cut else "")
+    (d / "metrics.jsonl").write_text(text)
+  trial("trial_000_a", [{"step": 5, "train/loss": 1.0}, {"step": 10, "train/loss": 0.5}], cut=True)
+  trial("trial_001_b", [{"step": 5, "train/loss": 0.7}])
+  trial("trial_002_c", [{"step": 10, "train/loss": 0.9}, {"step": 10, "eval/loss": 0.8}])
+  trial("trial_003_d", [])
+  head, rows = report_rows(capsys, "--workdir", str(tmp_path))
+  assert "eval/loss (min)" in head
+  assert [(r[1], r[3]) for r in rows] == [("trial_002_c", "done"), ("trial_000_a", "done"),
+                                          ("trial_001_b", "partial"), ("trial_003_d", "pending")]
+  _, rows = report_rows(capsys, "--workdir", str(tmp_path), "--metric", "train/loss")
+  assert [r[1] for r in rows] == ["trial_000_a", "trial_001_b", "trial_002_c", "trial_003_d"]
