@@ -32,7 +32,7 @@ import sys
 GiB = 2**30
 # Share of HBM a plan may fill. The rest is for what the estimate leaves out: XLA's temporaries (the
 # optimizer update, fusion buffers), fragmentation, and the activation model's error (its transformer-layer
-# term came out ~13% below XLA's own count on CPU; see docs/scaling.md).
+# term came out ~14% below XLA's own count on CPU; see docs/scaling.md).
 HEADROOM = 0.8
 
 
