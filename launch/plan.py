@@ -360,12 +360,23 @@ def _count(n: float) -> str:
   return str(int(n))
 
 
+def _flop(x: float) -> str:
+  for unit, scale in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6)):
+    if x >= scale:
+      return f"{x / scale:.3g} {unit}"
+  return f"{x:.3g} FLOP"
+
+
+def _secs(x: float) -> str:
+  return f"{x:.3g} s" if x >= 1 else f"{x * 1e3:.3g} ms" if x >= 1e-3 else f"{x * 1e6:.3g} µs"
+
+
 def _duration(seconds: float) -> str:
   if seconds >= 86400:
     return f"{seconds / 86400:.1f} days"
   if seconds >= 3600:
     return f"{seconds / 3600:.1f} h"
-  return f"{seconds / 60:.1f} min"
+  return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
 def format_plan(p: Plan) -> str:
@@ -438,19 +449,20 @@ def format_plan(p: Plan) -> str:
   lines += [
       "",
       "step time",
-      f"  forward FLOPs per example  {facts.forward_flops / 1e12:.3f} TFLOP  (the model's forward_flops: "
+      f"  forward FLOPs per example  {_flop(facts.forward_flops)}  (the model's forward_flops: "
       "conv stack, projections, attention, FFN, heads; 2 FLOPs per multiply-add)",
-      f"  FLOPs per step             3 × {facts.forward_flops / 1e12:.3f} TFLOP × {p.batch} = "
-      f"{p.step_flops / 1e15:.2f} PFLOP (backward ≈ 2 × forward)",
-      f"  step time                  {p.step_flops / 1e15:.2f} PFLOP / ({top.chips} chips × "
-      f"{chip.peak_flops / 1e12:.0f} TFLOP/s × MFU {p.mfu:.2f}) = {step:.3f} s",
+      f"  FLOPs per step             3 × {_flop(facts.forward_flops)} × {p.batch} = "
+      f"{_flop(p.step_flops)} (backward ≈ 2 × forward)",
+      f"  step time                  {_flop(p.step_flops)} / ({top.chips} chips × "
+      f"{chip.peak_flops / 1e12:.0f} TFLOP/s × MFU {p.mfu:.2f}) = {_secs(step)}",
       f"  throughput                 {audio:.0f} s of audio per step → {audio / step / 3600:.1f} h of audio "
       "per second of training",
-      f"  run                        train.num_steps={p.num_steps} × {step:.3f} s = {_duration(step * p.num_steps)}",
+      f"  run                        train.num_steps={p.num_steps} × {_secs(step)} = "
+      f"{_duration(step * p.num_steps)}",
   ]
   if p.remat == "full":
     lines.append("  note: remat=full recomputes the forward pass: the chips execute 4/3 of these FLOPs "
-                 f"(≈ {step * 4 / 3:.3f} s per step at the same hardware utilisation)")
+                 f"(≈ {_secs(step * 4 / 3)} per step at the same hardware utilisation)")
   if p.dtype == "float32":
     lines.append("  note: compute dtype float32; the bf16 peak assumes --config.model.dtype=bfloat16 on TPU")
   lines += ["", f"meshes that split data.batch_size={p.batch} (per-chip GiB, remat={p.remat}):",

@@ -1,6 +1,7 @@
 """Hyperparameter sweeps (big_vision style): a sweep file returns a list of config overrides.
 
-    speechjax sweep run    --config configs/X.py:preset --sweep sweeps/Y.py[:arg] --workdir DIR [--config.a.b=v ...]
+    speechjax sweep run    --config configs/X.py:preset --sweep sweeps/Y.py[:arg] --workdir DIR \\
+                           [--config.a.b=v ...]
     speechjax sweep run    ... --workdir gs://B/SWEEP --pod NAME --zone Z     (prints `speechjax tpu run` lines)
     speechjax sweep report --workdir DIR [--metric eval/loss] [--mode min]
 
