@@ -9,6 +9,7 @@
     speechjax label    --data DIR --features FEATS --kmeans km.npz --out LABELED
     speechjax loop     --workdir DIR [--config configs/hubert_loop.py:small]   HuBERT iterations
     speechjax convert  --from-hf HF_DIR --out CKPT | --to-hf ...                  HF transformers weights
+    speechjax eval     --ckpt CTC_WORKDIR [--beam 8 --lm-order 3]                 decode, PER/CER/WER
     speechjax tpu      create|describe|setup|run|logs|stop|delete --pod NAME --zone Z [--dry-run]
     speechjax sweep    run --config configs/X.py:preset --sweep sweeps/Y.py --workdir DIR | report ...
     speechjax plan     --config configs/X.py:preset --topology v4-64      per-chip memory, step time
@@ -30,6 +31,7 @@ VERBS = {
     "label": "speechjax.cluster.commands:Label",
     "loop": "launch.hubert_loop",
     "convert": "speechjax.interop.convert",
+    "eval": "speechjax.eval.transcribe",
     "tpu": "launch.tpu",
     "sweep": "launch.sweep",
     "plan": "launch.plan",

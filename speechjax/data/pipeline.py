@@ -8,6 +8,9 @@ A batch is a dict of numpy arrays with a leading batch dim:
     audio_mask       [B, T] bool, True = real sample
     labels/<n>       [B, F_n] int32, -1 = padding; F_n = T // hop_n
     labels_mask/<n>  [B, F_n] bool
+    targets          [B, L] int32 token ids of `targets` (a text field), 1-based in `target_vocab`
+                     (0 = CTC blank / padding), L = max_target_length; only when `targets` is set
+    targets_mask     [B, L] bool
     id, transcript, phones, speaker   [B] bytes (host-side only, never sent to devices)
 
 Determinism and resume: epoch e of a host is a pure function of (seed, e, process_index); the iterator's
@@ -23,7 +26,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from speechjax.data import records
+from speechjax.data import records, vocab
 
 HOST_FIELDS = ("id", "transcript", "phones", "speaker")
 
@@ -41,6 +44,12 @@ class PipelineSpec:
   shuffle_buffer: int = 1000        # 0 = no shuffling (evaluation)
   random_crop: bool = True          # False: crop from the start (evaluation)
   bucket_boundaries: tuple[int, ...] = ()  # non-empty: bucket by length instead of cropping
+  targets: str = ""                 # "phones" | "transcript": emit token targets (never cropped: longer
+                                    # audio, longer targets and unknown symbols are dropped and counted)
+  target_vocab: tuple[str, ...] = ()  # symbols; id = index + 1 (see speechjax.data.vocab)
+  max_target_length: int = 0        # L
+  max_seconds: float = 0.0          # > 0: only the first utterances of the split (shard order, before any
+                                    # shuffling) up to this much audio, e.g. a 10-minute labelled subset
   process_index: int = 0
   process_count: int = 1
   repeat: bool = True               # False: one epoch, last partial batch padded (evaluation)
@@ -78,6 +87,11 @@ class Pipeline:
       raise ValueError(f"data.max_sample_size={spec.max_sample_size} must be a multiple of "
                        f"{self.crop_unit} (the label hop) so labels crop consistently")
     self.num_too_short = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.num_too_long = tf.Variable(0, dtype=tf.int64, trainable=False)      # audio or targets (targets)
+    self.num_unknown_symbol = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self._tokens = vocab.TargetTokenizer(spec.targets, spec.target_vocab) if spec.targets else None
+    if spec.targets and spec.max_target_length < 1:
+      raise ValueError("data.max_target_length must be positive when data.targets is set")
     self.epoch, self.batch_in_epoch = 0, 0
     self._iter = None
 
@@ -121,13 +135,16 @@ class Pipeline:
   def _epoch(self, epoch, skip_batches: int) -> tf.data.Dataset:
     spec = self.spec
     seed = tf.cast(epoch, tf.int64) * 1_000_003 + spec.seed
-    files = tf.data.Dataset.from_tensor_slices(self.files)
-    if spec.shuffle_buffer:
-      files = files.shuffle(len(self.files), seed=seed)
-    ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(self.files)),
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if self._shard_records:
-      ds = ds.shard(spec.process_count, spec.process_index)
+    if spec.max_seconds:
+      ds = self._subset().shard(spec.process_count, spec.process_index)
+    else:
+      files = tf.data.Dataset.from_tensor_slices(self.files)
+      if spec.shuffle_buffer:
+        files = files.shuffle(len(self.files), seed=seed)
+      ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(self.files)),
+                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      if self._shard_records:
+        ds = ds.shard(spec.process_count, spec.process_index)
     if spec.shuffle_buffer:
       ds = ds.shuffle(spec.shuffle_buffer, seed=seed)
     ds = ds.filter(self._long_enough)
@@ -135,6 +152,8 @@ class Pipeline:
     if not spec.bucket_boundaries:   # fixed batch size: skip whole batches' records before decoding
       ds, skip_batches = ds.skip(skip_batches * spec.batch_size), 0
     ds = ds.map(lambda i, r: self._parse(seed, i, r), num_parallel_calls=tf.data.AUTOTUNE)
+    if self._tokens is not None:
+      ds = ds.map(self._add_targets, num_parallel_calls=tf.data.AUTOTUNE).filter(self._targets_fit)
     ds = self._bucket(ds) if spec.bucket_boundaries else self._crop_batch(ds)
     ds = ds.skip(skip_batches)
     return ds.map(lambda b: {**b, "_epoch": tf.fill([tf.shape(b["audio"])[0]], epoch)})
@@ -143,6 +162,32 @@ class Pipeline:
     ex = records.parse_example(record, self.spec.labels)
     ex["_rng"] = tf.stack([seed, index])
     return ex
+
+  def _subset(self):
+    """The split's records in shard order while their total audio stays within `max_seconds`."""
+    files = [os.path.join(self.spec.data_dir, s) for s in self.meta.splits[self.spec.split].shards]
+    limit = int(self.spec.max_seconds * records.SAMPLE_RATE)
+
+    def running_total(total, record):
+      n = tf.io.parse_single_example(
+          record, {"num_samples": tf.io.FixedLenFeature([], tf.int64)})["num_samples"]
+      return total + n, (total + n, record)
+    ds = tf.data.TFRecordDataset(files).scan(tf.constant(0, tf.int64), running_total)
+    return ds.take_while(lambda total, _: total <= limit).map(lambda _, record: record)
+
+  def _add_targets(self, ex):
+    return {**ex, "targets": self._tokens(ex[self.spec.targets])}
+
+  def _targets_fit(self, ex):
+    """Whole utterances only (a crop would cut the transcript); counts every dropped one."""
+    too_long = ((tf.shape(ex["audio"])[0] > self.spec.max_sample_size)
+                | (tf.shape(ex["targets"])[0] > self.spec.max_target_length))
+    unknown = tf.reduce_any(ex["targets"] < 1)
+    if too_long:
+      self.num_too_long.assign_add(1)
+    elif unknown:
+      self.num_unknown_symbol.assign_add(1)
+    return ~too_long & ~unknown
 
   def _long_enough(self, record):
     """Reads only the length field; counts every dropped utterance."""
@@ -162,7 +207,7 @@ class Pipeline:
     else:
       start_unit = tf.constant(0, tf.int32)
     start = start_unit * self.crop_unit
-    out = {k: ex[k] for k in HOST_FIELDS}
+    out = {k: ex[k] for k in HOST_FIELDS + (("targets",) if self._tokens else ())}
     out["audio"] = ex["audio"][start:start + length]
     crop_len = tf.shape(out["audio"])[0]
     for name, hop in self.hops.items():
@@ -181,6 +226,10 @@ class Pipeline:
       lab = lab[:frames]
       out[f"labels/{name}"] = tf.pad(lab, [[0, frames - tf.shape(lab)[0]]], constant_values=-1)
       out[f"labels_mask/{name}"] = tf.range(frames) < tf.shape(lab)[0]
+    if self._tokens is not None:
+      length_l = self.spec.max_target_length
+      out["targets"] = tf.pad(ex["targets"], [[0, length_l - tf.shape(ex["targets"])[0]]])
+      out["targets_mask"] = tf.range(length_l) < tf.shape(ex["targets"])[0]
     return out
 
   def _crop_batch(self, ds):
@@ -245,6 +294,10 @@ def default_config():
       "labels": (),                         # label sets to load, e.g. ("phone_20ms",)
       "shuffle_buffer": 1000, "seed": 0,
       "bucket_boundaries": (),              # non-empty: length bucketing instead of cropping
+      "targets": "",                        # "phones" | "transcript": token targets (CTC); no cropping
+      "target_vocab": (),                   # () = scanned from the train split by the task
+      "max_target_length": 0,
+      "train_subset_seconds": 0.0,          # > 0: train on the first N seconds of the train split only
   })
 
 
@@ -259,4 +312,7 @@ def from_config(data_cfg, train: bool, process_index: int = 0, process_count: in
       min_sample_size=data_cfg.min_sample_size, labels=tuple(data_cfg.labels), seed=data_cfg.seed,
       shuffle_buffer=data_cfg.shuffle_buffer if train else 0, random_crop=train,
       bucket_boundaries=tuple(data_cfg.bucket_boundaries) if train else (),
+      targets=data_cfg.get("targets", ""), target_vocab=tuple(data_cfg.get("target_vocab", ())),
+      max_target_length=data_cfg.get("max_target_length", 0),
+      max_seconds=data_cfg.get("train_subset_seconds", 0.0) if train else 0.0,
       process_index=process_index, process_count=process_count, repeat=train)

@@ -56,6 +56,15 @@ class Task:
     """Model FLOPs of one forward pass over one example of the configured length."""
     raise NotImplementedError
 
+  def filter_updates(self, tree, step):
+    """Gradients and optimizer updates pass through here (a schedule of frozen sub-trees)."""
+    del step
+    return tree
+
+  def warm_start(self, params):
+    """Freshly initialised params → the params training starts from (not called on resume)."""
+    return params
+
   # --- contract -----------------------------------------------------------------------------
   def model_inputs(self, batch: dict) -> tuple:
     return batch["audio"], batch["audio_mask"]
@@ -83,7 +92,9 @@ class Task:
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     grad_fn = jax.value_and_grad(self.loss, has_aux=True)
     (loss, metrics), grads = grad_fn(state.params, batch, rng, True, state.step)
+    grads = self.filter_updates(grads, state.step)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    updates = self.filter_updates(updates, state.step)
     params = optax.apply_updates(state.params, updates)
     ema = state.ema_params
     if ema is not None:

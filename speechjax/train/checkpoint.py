@@ -17,6 +17,7 @@ import signal
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from jax.experimental import multihost_utils
 
 from speechjax import config as config_lib
@@ -133,14 +134,19 @@ def restore_params(checkpoint_dir: str, abstract_params, step: int | None = None
       params=ocp.args.StandardRestore(abstract_params)))["params"]
 
 
+def checkpoint_dir(path: str) -> str:
+  """A workdir's `checkpoints/` directory, or `path` itself when it is a checkpoint directory."""
+  inner = os.path.join(path, "checkpoints")
+  return inner if epath.Path(inner).is_dir() else path
+
+
 def load_model(path: str, step: int | None = None):
   """A checkpoint alone rebuilds its model: returns (config, model, params) on one device.
 
   `path` is a workdir, its `checkpoints/` directory, or `checkpoints/best`."""
   from speechjax.parallel import mesh as mesh_lib   # local imports: the trainer imports this module
   from speechjax.tasks import get_task
-  directory = os.path.join(path, "checkpoints") if os.path.isdir(
-      os.path.join(path, "checkpoints")) else path
+  directory = checkpoint_dir(path)
   step, meta = read_meta(directory, step)
   config = config_lib.from_json(json.dumps(meta["config"]))
   task = get_task(config)

@@ -107,6 +107,10 @@ class Trainer:
       else:
         init = jax.jit(self.task.init_state, out_shardings=self.state_shardings)
         self.state = init(rng, batch)
+        params = self.task.warm_start(self.state.params)
+        if params is not self.state.params:
+          ema = None if self.state.ema_params is None else params
+          self.state = self.state.replace(params=params, ema_params=ema)
 
   def _build_steps(self):
     batch_sharding = mesh_lib.batch_sharding(self.mesh)

@@ -1,0 +1,82 @@
+"""Token vocabularies for CTC targets, from the text fields of prepared records.
+
+Two target kinds (fairseq's fine-tuning conventions):
+    phones       space-separated phone symbols → one token per phone
+    transcript   characters of the lower-cased transcript, word boundaries as "|" (fairseq `.ltr`)
+
+Token ids are 1-based positions in the symbol list; id 0 is reserved for the CTC blank (and padding).
+"""
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from speechjax.data import records
+
+BLANK = "<blank>"
+WORD_BOUNDARY = "|"
+FIELDS = ("phones", "transcript")
+
+
+def _check_field(field: str) -> None:
+  if field not in FIELDS:
+    raise ValueError(f"data.targets={field!r}: expected one of {FIELDS}")
+
+
+def split_symbols(field: str, text):
+  """tf string scalar → tf string [n] of target symbols."""
+  if field == "phones":
+    return tf.strings.split(text)
+  chars = tf.strings.unicode_split(tf.strings.lower(tf.strings.strip(text)), "UTF-8")
+  return tf.where(chars == " ", WORD_BOUNDARY, chars)
+
+
+def symbols_of(field: str, text: str) -> list[str]:
+  """Python twin of `split_symbols` (for scoring hypotheses against references)."""
+  _check_field(field)
+  if field == "phones":
+    return text.split()
+  return [WORD_BOUNDARY if c == " " else c for c in text.strip().lower()]
+
+
+def read_field(data_dir: str, split: str, field: str) -> list[str]:
+  """One text field of every record of a split, in shard order (reads only that field)."""
+  meta = records.read_meta(data_dir)
+  files = [os.path.join(data_dir, s) for s in meta.splits[split].shards]
+  spec = {field: tf.io.FixedLenFeature([], tf.string, default_value="")}
+  ds = tf.data.TFRecordDataset(files).map(lambda r: tf.io.parse_single_example(r, spec)[field])
+  return [text.decode("utf-8") for text in ds.as_numpy_iterator()]
+
+
+def scan(data_dir: str, split: str, field: str) -> list[str]:
+  """Sorted symbols of `field` over a split."""
+  _check_field(field)
+  found = set()
+  for text in read_field(data_dir, split, field):
+    found.update(symbols_of(field, text))
+  if not found:
+    raise ValueError(f"data.targets={field!r}: split {split!r} of {data_dir} has no {field}")
+  return sorted(found)
+
+
+class TargetTokenizer:
+  """tf.data map fn: text scalar → int32 [n] ids (1-based; 0 for symbols not in the vocabulary)."""
+
+  def __init__(self, field: str, symbols):
+    _check_field(field)
+    if not symbols:
+      raise ValueError("data.target_vocab is empty (the task fills it from the train split)")
+    self.field = field
+    self.table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(list(symbols)),
+                                            tf.range(1, len(symbols) + 1, dtype=tf.int32)),
+        default_value=0)
+
+  def __call__(self, text):
+    return self.table.lookup(split_symbols(self.field, text))
+
+
+def decode(ids, symbols) -> list[str]:
+  """1-based ids (blanks/padding 0 dropped) → symbols."""
+  return [symbols[i - 1] for i in ids if i > 0]

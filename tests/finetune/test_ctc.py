@@ -1,0 +1,87 @@
+"""CTC fine-tuning from a pretrained checkpoint: warm start, layer re-init, encoder freezing, eval CLI."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from flax import traverse_util
+
+import harness
+from speechjax import cli, config
+from speechjax.data import records
+from speechjax.train import checkpoint, trainer
+
+SMALL = ["--config.data.batch_size=4", "--config.data.min_sample_size=0", "--config.optim.warmup_steps=1",
+         "--config.train.log_every=1", "--config.checkpoint.async_save=False"]
+
+
+@pytest.fixture(scope="module")
+def pretrained(synth_records, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("w2v2"))
+  cfg = config.load(f"{harness.REPO}/configs/wav2vec2.py:tiny", SMALL + [
+      f"--config.data.path={synth_records}", "--config.train.num_steps=2",
+      "--config.data.max_sample_size=16000", "--config.checkpoint.save_every=2"])
+  trainer.train(cfg, workdir)
+  return workdir
+
+
+def _ctc_config(data, pretrained, overrides=()):
+  return config.load(f"{harness.REPO}/configs/ctc.py:tiny", SMALL + [
+      f"--config.data.path={data}", f"--config.init_from={pretrained}", "--config.data.bucket_boundaries=()",
+      "--config.data.train_subset_seconds=0", "--config.checkpoint.save_every=2", *overrides])
+
+
+def _flat(tree):
+  return {k: np.asarray(v) for k, v in traverse_util.flatten_dict(jax.device_get(tree), sep="/").items()}
+
+
+def test_warm_start_freeze_and_eval(synth_records, pretrained, tmp_path):
+  _, _, pre = checkpoint.load_model(pretrained)
+  pre = _flat(pre["wav2vec2"])
+  workdir = str(tmp_path / "ctc")
+  cfg = _ctc_config(synth_records, pretrained, ["--config.train.num_steps=2", "--config.reinit_top_layers=1",
+                                                "--config.task.freeze_encoder_steps=2"])
+  run = trainer.Trainer(cfg, workdir)
+  start = _flat(run.state.params)
+  top = "encoder/layers_1/attention/q_proj/kernel"
+  for name, value in pre.items():
+    if name.startswith("encoder/layers_1/"):
+      assert not np.array_equal(start[f"wav2vec2/{name}"], value), name   # re-initialised
+    else:
+      np.testing.assert_array_equal(start[f"wav2vec2/{name}"], value, err_msg=name)
+  assert f"wav2vec2/{top}" in start and "lm_head/kernel" in start
+  run.run()
+  _, _, after = checkpoint.load_model(workdir)
+  after = _flat(after)
+  for name in start:   # steps 0, 1 < freeze_encoder_steps: only the head moved
+    moved = not np.array_equal(after[name], start[name])
+    assert moved == name.startswith("lm_head/"), name
+
+  cfg = _ctc_config(synth_records, pretrained, ["--config.train.num_steps=4", "--config.reinit_top_layers=1",
+                                                "--config.task.freeze_encoder_steps=2"])
+  trainer.train(cfg, workdir)   # resumes at step 2: now the transformer trains, the conv encoder never
+  _, _, final = checkpoint.load_model(workdir)
+  final = _flat(final)
+  assert not np.array_equal(final[f"wav2vec2/{top}"], after[f"wav2vec2/{top}"])
+  conv = "wav2vec2/feature_extractor/conv0/kernel"
+  np.testing.assert_array_equal(final[conv], start[conv])
+  saved = json.load(open(os.path.join(workdir, "config.json")))
+  assert saved["data"]["target_vocab"] and saved["model"]["model_type"] == "wav2vec2"
+
+  out = str(tmp_path / "eval")
+  assert cli.main(["eval", "--ckpt", workdir, "--split", "train", "--beam", "4", "--lm-order", "2",
+                   "--out", out]) == 0
+  scores = json.load(open(os.path.join(out, "scores.json")))
+  total = records.read_meta(synth_records).splits["train"].num_examples
+  assert scores["utterances"] + scores["skipped_too_long"] + scores["skipped_unknown_symbol"] == total
+  assert 0.0 <= scores["greedy_per"] and 0.0 <= scores["beam_per"]
+  lines = open(os.path.join(out, "hyp_beam.tsv")).read().splitlines()
+  assert len(lines) == scores["utterances"] and all(len(l.split("\t")) == 3 for l in lines)
+
+
+def test_architecture_mismatch_and_bad_fields_are_named(synth_records, pretrained):
+  with pytest.raises(config.ConfigError, match="reinit_top_layers"):
+    trainer.Trainer(_ctc_config(synth_records, pretrained, ["--config.reinit_top_layers=5"]), "/tmp/unused")
+  with pytest.raises(config.ConfigError, match="data.targets"):
+    trainer.Trainer(_ctc_config(synth_records, pretrained, ["--config.data.targets=speaker"]), "/tmp/unused")
