@@ -13,7 +13,7 @@ from speechjax.models import hubert
 from speechjax.parallel import mesh
 from speechjax.train import optim, trainer
 
-LR = {"tiny": 1e-3, "base": 5e-4, "large": 1.5e-3, "xlarge": 3e-3}
+LR = {"tiny": 5e-3, "base": 5e-4, "large": 1.5e-3, "xlarge": 3e-3}
 
 
 def get_config(arg=None):
@@ -37,7 +37,10 @@ def get_config(arg=None):
     cfg.data.path = "data/synth-tiny/records"
     cfg.data.labels, cfg.task.labels, cfg.model.num_classes = ("phone_20ms",), ("phone_20ms",), (64,)
     cfg.data.batch_size, cfg.data.max_sample_size, cfg.data.min_sample_size = 8, 32000, 8000
-    cfg.optim.warmup_steps = 30
+    # Measured over 600 steps on synth-small phone labels (README): the paper's 10-frame spans at 80% leave
+    # this 2-layer D=64 model at 0.13 masked accuracy; 4-frame spans at 50% reach 0.23. lr 1e-3 → 5e-3.
+    cfg.model.mask_length, cfg.model.mask_prob = 4, 0.5
+    cfg.optim.warmup_steps = 100
     cfg.train.num_steps, cfg.train.log_every = 300, 25
     cfg.checkpoint.save_every = 300
   else:

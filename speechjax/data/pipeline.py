@@ -50,6 +50,8 @@ class PipelineSpec:
   max_target_length: int = 0        # L
   max_seconds: float = 0.0          # > 0: only the first utterances of the split (shard order, before any
                                     # shuffling) up to this much audio, e.g. a 10-minute labelled subset
+  skip_seconds: float = 0.0         # > 0: only the utterances after the first this-much audio (the
+                                    # complement of max_seconds: held-out utterances of the same split)
   process_index: int = 0
   process_count: int = 1
   repeat: bool = True               # False: one epoch, last partial batch padded (evaluation)
@@ -135,7 +137,7 @@ class Pipeline:
   def _epoch(self, epoch, skip_batches: int) -> tf.data.Dataset:
     spec = self.spec
     seed = tf.cast(epoch, tf.int64) * 1_000_003 + spec.seed
-    if spec.max_seconds:
+    if spec.max_seconds or spec.skip_seconds:
       ds = self._subset().shard(spec.process_count, spec.process_index)
     else:
       files = tf.data.Dataset.from_tensor_slices(self.files)
@@ -164,16 +166,18 @@ class Pipeline:
     return ex
 
   def _subset(self):
-    """The split's records in shard order while their total audio stays within `max_seconds`."""
+    """The split's records in shard order whose running audio total ends in (skip_seconds, max_seconds]."""
     files = [os.path.join(self.spec.data_dir, s) for s in self.meta.splits[self.spec.split].shards]
-    limit = int(self.spec.max_seconds * records.SAMPLE_RATE)
+    skip = int(self.spec.skip_seconds * records.SAMPLE_RATE)
+    limit = int(self.spec.max_seconds * records.SAMPLE_RATE) if self.spec.max_seconds else 2**62
 
     def running_total(total, record):
       n = tf.io.parse_single_example(
           record, {"num_samples": tf.io.FixedLenFeature([], tf.int64)})["num_samples"]
       return total + n, (total + n, record)
     ds = tf.data.TFRecordDataset(files).scan(tf.constant(0, tf.int64), running_total)
-    return ds.take_while(lambda total, _: total <= limit).map(lambda _, record: record)
+    ds = ds.take_while(lambda total, _: total <= limit).filter(lambda total, _: total > skip)
+    return ds.map(lambda _, record: record)
 
   def _add_targets(self, ex):
     return {**ex, "targets": self._tokens(ex[self.spec.targets])}
@@ -298,6 +302,7 @@ def default_config():
       "target_vocab": (),                   # () = scanned from the train split by the task
       "max_target_length": 0,
       "train_subset_seconds": 0.0,          # > 0: train on the first N seconds of the train split only
+      "eval_skip_seconds": 0.0,             # > 0: evaluate on the eval split after its first N seconds
   })
 
 
@@ -315,4 +320,5 @@ def from_config(data_cfg, train: bool, process_index: int = 0, process_count: in
       targets=data_cfg.get("targets", ""), target_vocab=tuple(data_cfg.get("target_vocab", ())),
       max_target_length=data_cfg.get("max_target_length", 0),
       max_seconds=data_cfg.get("train_subset_seconds", 0.0) if train else 0.0,
+      skip_seconds=0.0 if train else data_cfg.get("eval_skip_seconds", 0.0),
       process_index=process_index, process_count=process_count, repeat=train)

@@ -3,6 +3,7 @@
 Two target kinds (fairseq's fine-tuning conventions):
     phones       space-separated phone symbols → one token per phone
     transcript   characters of the lower-cased transcript, word boundaries as "|" (fairseq `.ltr`)
+    speaker      the speaker id as one symbol (utterance-level classification: max_target_length 1)
 
 Token ids are 1-based positions in the symbol list; id 0 is reserved for the CTC blank (and padding).
 """
@@ -16,7 +17,7 @@ from speechjax.data import records
 
 BLANK = "<blank>"
 WORD_BOUNDARY = "|"
-FIELDS = ("phones", "transcript")
+FIELDS = ("phones", "transcript", "speaker")
 
 
 def _check_field(field: str) -> None:
@@ -28,6 +29,8 @@ def split_symbols(field: str, text):
   """tf string scalar → tf string [n] of target symbols."""
   if field == "phones":
     return tf.strings.split(text)
+  if field == "speaker":
+    return tf.reshape(text, [1])
   chars = tf.strings.unicode_split(tf.strings.lower(tf.strings.strip(text)), "UTF-8")
   return tf.where(chars == " ", WORD_BOUNDARY, chars)
 
@@ -37,6 +40,8 @@ def symbols_of(field: str, text: str) -> list[str]:
   _check_field(field)
   if field == "phones":
     return text.split()
+  if field == "speaker":
+    return [text]
   return [WORD_BOUNDARY if c == " " else c for c in text.strip().lower()]
 
 

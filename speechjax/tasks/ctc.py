@@ -18,32 +18,18 @@ token. Blank = id 0.
 from __future__ import annotations
 
 import jax
-import ml_collections
 import jax.numpy as jnp
-import numpy as np
 import optax
-from flax import traverse_util
 
 from speechjax import config as config_lib
 from speechjax.data import vocab
 from speechjax.models import ctc
-from speechjax.tasks import base
-
-FINETUNE_FIELDS = ("mask_prob", "mask_length", "min_masks", "mask_channel_prob", "mask_channel_length",
-                   "mask_channel_min_masks", "layerdrop", "hidden_dropout", "attention_dropout",
-                   "activation_dropout", "feat_proj_dropout", "final_dropout", "feature_grad_mult",
-                   "dtype", "scan_layers", "remat_policy")
-
+from speechjax.tasks import base, pretrained
 
 def resolve(config) -> None:
   """Fills what a run derives from its inputs (in place): the encoder architecture of `init_from` and
   the target vocabulary. A saved config has both, so reloading it scans nothing."""
-  if config.get("init_from"):
-    from speechjax.train import checkpoint
-    _, meta = checkpoint.read_meta(checkpoint.checkpoint_dir(config.init_from))
-    finetune = {k: config.model[k] for k in FINETUNE_FIELDS if k in config.model}
-    config.model = ml_collections.ConfigDict(meta["config"]["model"])
-    config.model.update(finetune)
+  pretrained.resolve_architecture(config)
   if config.data.targets not in vocab.FIELDS:
     raise config_lib.ConfigError(f"config.data.targets={config.data.targets!r}: expected one of "
                                  f"{vocab.FIELDS}")
@@ -87,41 +73,8 @@ class Task(base.Task):
             for k, v in tree.items()}
 
   def warm_start(self, params):
-    """Random-init `params` → the pretrained encoder from `init_from` (top `reinit_top_layers` layers
-    stay random). Host-side, before the first step; returns params with the same shardings."""
-    if not self.config.get("init_from"):
-      return params
-    from speechjax.train import checkpoint
-    _, _, pretrained = checkpoint.load_model(self.config.init_from)
-    scope = self.config.model.model_type
-    if scope not in pretrained:
-      raise config_lib.ConfigError(f"config.init_from={self.config.init_from!r}: no {scope!r} encoder "
-                                   f"in the checkpoint (has {sorted(pretrained)})")
-    new = traverse_util.flatten_dict(pretrained[scope], sep="/")
-    old = traverse_util.flatten_dict(params[scope], sep="/")
-    if new.keys() != old.keys():
-      raise ValueError(f"init_from: encoder parameters differ: {sorted(new.keys() ^ old.keys())[:5]}")
-    keep_random = reinit_predicate(self.config)
-    merged = {}
-    for name, value in old.items():
-      if new[name].shape != value.shape:
-        raise ValueError(f"init_from: {scope}/{name} has shape {new[name].shape}, model {value.shape}")
-      merged[name] = jax.device_put(keep_random(name, np.asarray(new[name]), value), value.sharding)
-    return {**params, scope: traverse_util.unflatten_dict(merged, sep="/")}
+    return pretrained.warm_start(self.config, params)
 
   def forward_flops(self):
     return ctc.forward_flops(self.config.model, self.config.data.max_sample_size,
                              len(self.config.data.target_vocab) + 1)
-
-
-def reinit_predicate(config):
-  """(param name, pretrained value, random value) → the value to start from (`reinit_top_layers`)."""
-  k, layers = config.get("reinit_top_layers", 0), config.model.num_hidden_layers
-  config_lib.require(0 <= k <= layers, "reinit_top_layers", k, f"must be in [0, {layers}]")
-  top = {f"encoder/layers_{i}/" for i in range(layers - k, layers)}
-
-  def choose(name, pretrained, random):
-    if k and name.startswith("encoder/layers/"):     # scanned: leading axis = layer
-      return jnp.concatenate([pretrained[:layers - k], np.asarray(random)[layers - k:]])
-    return random if any(name.startswith(t) for t in top) else pretrained
-  return choose

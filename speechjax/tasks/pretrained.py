@@ -1,0 +1,70 @@
+"""Starting a downstream task (CTC fine-tuning, probing) from a pretrained encoder checkpoint.
+
+    config.init_from          a speechjax workdir/checkpoint of a wav2vec 2.0 / HuBERT / WavLM model
+    config.reinit_top_layers  k: the top k transformer layers keep their random init
+
+`resolve_architecture` copies the checkpoint's model config over `config.model` (keeping the downstream
+run's FINETUNE_FIELDS); `warm_start` swaps the encoder subtree of freshly initialised params for the
+checkpoint's, host-side before the first step, keeping each param's sharding.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import traverse_util
+
+from speechjax import config as config_lib
+
+FINETUNE_FIELDS = ("mask_prob", "mask_length", "min_masks", "mask_channel_prob", "mask_channel_length",
+                   "mask_channel_min_masks", "layerdrop", "hidden_dropout", "attention_dropout",
+                   "activation_dropout", "feat_proj_dropout", "final_dropout", "feature_grad_mult",
+                   "dtype", "scan_layers", "remat_policy")
+
+
+def resolve_architecture(config) -> None:
+  """`config.model` ← the architecture of `config.init_from` (in place; no-op without init_from)."""
+  if config.get("init_from"):
+    from speechjax.train import checkpoint
+    _, meta = checkpoint.read_meta(checkpoint.checkpoint_dir(config.init_from))
+    finetune = {k: config.model[k] for k in FINETUNE_FIELDS if k in config.model}
+    config.model = ml_collections.ConfigDict(meta["config"]["model"])
+    config.model.update(finetune)
+
+
+def warm_start(config, params):
+  """Random-init `params` → the pretrained encoder from `init_from` (top `reinit_top_layers` layers
+  stay random). Host-side, before the first step; returns params with the same shardings."""
+  if not config.get("init_from"):
+    return params
+  from speechjax.train import checkpoint
+  _, _, pretrained = checkpoint.load_model(config.init_from)
+  scope = config.model.model_type
+  if scope not in pretrained:
+    raise config_lib.ConfigError(f"config.init_from={config.init_from!r}: no {scope!r} encoder "
+                                 f"in the checkpoint (has {sorted(pretrained)})")
+  new = traverse_util.flatten_dict(pretrained[scope], sep="/")
+  old = traverse_util.flatten_dict(params[scope], sep="/")
+  if new.keys() != old.keys():
+    raise ValueError(f"init_from: encoder parameters differ: {sorted(new.keys() ^ old.keys())[:5]}")
+  keep_random = reinit_predicate(config)
+  merged = {}
+  for name, value in old.items():
+    if new[name].shape != value.shape:
+      raise ValueError(f"init_from: {scope}/{name} has shape {new[name].shape}, model {value.shape}")
+    merged[name] = jax.device_put(keep_random(name, np.asarray(new[name]), value), value.sharding)
+  return {**params, scope: traverse_util.unflatten_dict(merged, sep="/")}
+
+
+def reinit_predicate(config):
+  """(param name, pretrained value, random value) → the value to start from (`reinit_top_layers`)."""
+  k, layers = config.get("reinit_top_layers", 0), config.model.num_hidden_layers
+  config_lib.require(0 <= k <= layers, "reinit_top_layers", k, f"must be in [0, {layers}]")
+  top = {f"encoder/layers_{i}/" for i in range(layers - k, layers)}
+
+  def choose(name, pretrained, random):
+    if k and name.startswith("encoder/layers/"):     # scanned: leading axis = layer
+      return jnp.concatenate([pretrained[:layers - k], np.asarray(random)[layers - k:]])
+    return random if any(name.startswith(t) for t in top) else pretrained
+  return choose
