@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "espeakng-loader>=0.2.4,<0.3",
     "wordfreq>=3.1,<4",
     "tqdm>=4.66",
+    "matplotlib>=3.8",          # speechjax analyze plots
     "importlib_resources>=6",   # tensorflow-datasets needs it (through etils[epath]) to build data sets
     "numpy>=2.0,<3",
 ]

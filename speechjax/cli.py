@@ -10,6 +10,7 @@
     speechjax loop     --workdir DIR [--config configs/hubert_loop.py:small]   HuBERT iterations
     speechjax convert  --from-hf HF_DIR --out CKPT | --to-hf ...                  HF transformers weights
     speechjax eval     --ckpt CTC_WORKDIR [--beam 8 --lm-order 3]                 decode, PER/CER/WER
+    speechjax analyze  --ckpt WORKDIR [--random-init] --out DIR                    layer-wise PWCCA plot
     speechjax tpu      create|describe|setup|run|logs|stop|delete --pod NAME --zone Z [--dry-run]
     speechjax sweep    run --config configs/X.py:preset --sweep sweeps/Y.py --workdir DIR | report ...
     speechjax plan     --config configs/X.py:preset --topology v4-64      per-chip memory, step time
@@ -32,6 +33,7 @@ VERBS = {
     "loop": "launch.hubert_loop",
     "convert": "speechjax.interop.convert",
     "eval": "speechjax.eval.transcribe",
+    "analyze": "speechjax.eval.analyze",
     "tpu": "launch.tpu",
     "sweep": "launch.sweep",
     "plan": "launch.plan",
