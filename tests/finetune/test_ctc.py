@@ -84,4 +84,4 @@ def test_architecture_mismatch_and_bad_fields_are_named(synth_records, pretraine
   with pytest.raises(config.ConfigError, match="reinit_top_layers"):
     trainer.Trainer(_ctc_config(synth_records, pretrained, ["--config.reinit_top_layers=5"]), "/tmp/unused")
   with pytest.raises(config.ConfigError, match="data.targets"):
-    trainer.Trainer(_ctc_config(synth_records, pretrained, ["--config.data.targets=speaker"]), "/tmp/unused")
+    trainer.Trainer(_ctc_config(synth_records, pretrained, ["--config.data.targets=language"]), "/tmp/unused")
