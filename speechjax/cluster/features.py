@@ -35,7 +35,7 @@ def utterances(data_dir: str, split: str, rank: int = 0, count: int = 1,
                labels: tuple[str, ...] = ()) -> Iterator[dict]:
   """This host's utterances of a prepared split in record order: {"id", "audio" [T] f32, labels...}."""
   meta = records.read_meta(data_dir)
-  files = [os.path.join(data_dir, s) for s in meta.splits[split].shards]
+  files = records.split_files(data_dir, meta, split)
   ds = tf.data.TFRecordDataset(files).shard(count, rank)
   ds = ds.map(lambda r: records.parse_example(r, labels), num_parallel_calls=tf.data.AUTOTUNE,
               deterministic=True)

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 
-import numpy as np
 import tensorflow as tf
 
 from speechjax.data import records, vocab
@@ -63,7 +61,7 @@ def _host_files(meta: records.DatasetMeta, spec: PipelineSpec) -> tuple[list[str
   """This host's shard files, and whether records must be sharded inside the files."""
   if spec.split not in meta.splits:
     raise ValueError(f"data.split: {spec.split!r} not in {spec.data_dir} (has {sorted(meta.splits)})")
-  files = [os.path.join(spec.data_dir, s) for s in meta.splits[spec.split].shards]
+  files = records.split_files(spec.data_dir, meta, spec.split)
   if len(files) >= spec.process_count and len(files) % spec.process_count == 0:
     return files[spec.process_index::spec.process_count], False
   return files, True   # fewer (or unevenly many) files than hosts: shard records instead
@@ -167,7 +165,7 @@ class Pipeline:
 
   def _subset(self):
     """The split's records in shard order whose running audio total ends in (skip_seconds, max_seconds]."""
-    files = [os.path.join(self.spec.data_dir, s) for s in self.meta.splits[self.spec.split].shards]
+    files = records.split_files(self.spec.data_dir, self.meta, self.spec.split)
     skip = int(self.spec.skip_seconds * records.SAMPLE_RATE)
     limit = int(self.spec.max_seconds * records.SAMPLE_RATE) if self.spec.max_seconds else 2**62
 

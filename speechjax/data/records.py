@@ -91,6 +91,11 @@ def read_meta(data_dir: str) -> DatasetMeta:
     return DatasetMeta.from_json(f.read())
 
 
+def split_files(data_dir: str, meta: DatasetMeta, split: str) -> list[str]:
+  """Paths of a split's shard files, in shard order."""
+  return [os.path.join(data_dir, s) for s in meta.splits[split].shards]
+
+
 def write_meta(data_dir: str, meta: DatasetMeta) -> None:
   write_atomic(os.path.join(data_dir, "meta.json"), meta.to_json().encode())
 

@@ -9,10 +9,9 @@ Token ids are 1-based positions in the symbol list; id 0 is reserved for the CTC
 """
 from __future__ import annotations
 
-import os
-
 import tensorflow as tf
 
+from speechjax.config import require
 from speechjax.data import records
 
 BLANK = "<blank>"
@@ -20,9 +19,8 @@ WORD_BOUNDARY = "|"
 FIELDS = ("phones", "transcript", "speaker")
 
 
-def _check_field(field: str) -> None:
-  if field not in FIELDS:
-    raise ValueError(f"data.targets={field!r}: expected one of {FIELDS}")
+def check_field(field: str) -> None:
+  require(field in FIELDS, "data.targets", field, f"expected one of {FIELDS}")
 
 
 def split_symbols(field: str, text):
@@ -37,7 +35,7 @@ def split_symbols(field: str, text):
 
 def symbols_of(field: str, text: str) -> list[str]:
   """Python twin of `split_symbols` (for scoring hypotheses against references)."""
-  _check_field(field)
+  check_field(field)
   if field == "phones":
     return text.split()
   if field == "speaker":
@@ -48,7 +46,7 @@ def symbols_of(field: str, text: str) -> list[str]:
 def read_field(data_dir: str, split: str, field: str) -> list[str]:
   """One text field of every record of a split, in shard order (reads only that field)."""
   meta = records.read_meta(data_dir)
-  files = [os.path.join(data_dir, s) for s in meta.splits[split].shards]
+  files = records.split_files(data_dir, meta, split)
   spec = {field: tf.io.FixedLenFeature([], tf.string, default_value="")}
   ds = tf.data.TFRecordDataset(files).map(lambda r: tf.io.parse_single_example(r, spec)[field])
   return [text.decode("utf-8") for text in ds.as_numpy_iterator()]
@@ -56,7 +54,7 @@ def read_field(data_dir: str, split: str, field: str) -> list[str]:
 
 def scan(data_dir: str, split: str, field: str) -> list[str]:
   """Sorted symbols of `field` over a split."""
-  _check_field(field)
+  check_field(field)
   found = set()
   for text in read_field(data_dir, split, field):
     found.update(symbols_of(field, text))
@@ -65,11 +63,18 @@ def scan(data_dir: str, split: str, field: str) -> list[str]:
   return sorted(found)
 
 
+def resolve(data_cfg) -> None:
+  """Fills `data.target_vocab` from the train split when empty (in place); a saved config keeps its own."""
+  check_field(data_cfg.targets)
+  if not data_cfg.target_vocab:
+    data_cfg.target_vocab = tuple(scan(data_cfg.path, data_cfg.train_split, data_cfg.targets))
+
+
 class TargetTokenizer:
   """tf.data map fn: text scalar → int32 [n] ids (1-based; 0 for symbols not in the vocabulary)."""
 
   def __init__(self, field: str, symbols):
-    _check_field(field)
+    check_field(field)
     if not symbols:
       raise ValueError("data.target_vocab is empty (the task fills it from the train split)")
     self.field = field

@@ -21,21 +21,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from speechjax import config as config_lib
 from speechjax.data import vocab
 from speechjax.models import ctc
 from speechjax.tasks import base, pretrained
+
 
 def resolve(config) -> None:
   """Fills what a run derives from its inputs (in place): the encoder architecture of `init_from` and
   the target vocabulary. A saved config has both, so reloading it scans nothing."""
   pretrained.resolve_architecture(config)
-  if config.data.targets not in vocab.FIELDS:
-    raise config_lib.ConfigError(f"config.data.targets={config.data.targets!r}: expected one of "
-                                 f"{vocab.FIELDS}")
-  if not config.data.target_vocab:
-    config.data.target_vocab = tuple(vocab.scan(config.data.path, config.data.train_split,
-                                                config.data.targets))
+  vocab.resolve(config.data)
 
 
 class Task(base.Task):

@@ -70,9 +70,8 @@ class Task(base.Task):
     config_lib.require(config.task.level in ("frame", "utterance"), "task.level", config.task.level,
                        "expected 'frame' or 'utterance'")
     pretrained.resolve_architecture(config)
-    if config.task.level == "utterance" and not config.data.target_vocab:
-      config.data.target_vocab = tuple(vocab.scan(config.data.path, config.data.train_split,
-                                                  config.data.targets))
+    if config.task.level == "utterance":
+      vocab.resolve(config.data)
     super().__init__(config)
 
   def num_classes(self) -> int:
