@@ -1,5 +1,6 @@
 """The HuBERT loop end to end on the micro corpus: stages, skip on re-run, resume after a kill."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,7 +52,8 @@ def test_rerun_skips_finished_stages(straight, synth_records):
 
 
 def test_killed_in_iteration_two_resumes_to_the_same_table(straight, synth_records, tmp_path):
-  workdir = str(tmp_path)
+  workdir = str(tmp_path / "loop")
+  shutil.copytree(os.path.join(straight, "iter1"), os.path.join(workdir, "iter1"))   # finished: skipped
   proc = subprocess.Popen(_command(synth_records, workdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   ckpt = os.path.join(workdir, "iter2", "train", "checkpoints")
   deadline = time.time() + 600
