@@ -22,7 +22,7 @@ def get_config(arg=None):
   if preset == "small":
     cfg.data = "data/synth-small/records"
     cfg.train_config = "configs/hubert.py:tiny"
-    cfg.iterations = [iteration("mfcc", 100, 600), iteration("layer", 100, 600)]
+    cfg.iterations = [iteration("mfcc", 100, 1200), iteration("layer", 100, 1200)]
   elif preset == "tiny":
     cfg.data = "data/synth-tiny/records"
     cfg.train_config = "configs/hubert.py:tiny"
