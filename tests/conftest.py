@@ -20,6 +20,17 @@ def synth_records(tmp_path_factory):
 
 
 FAST_COMPILE_DIRS = ("nn", "models", "interop")
+FAST_COMPILE = "jax_disable_most_optimizations"
+
+
+@pytest.fixture
+def fast_compile():
+  """For one test that compiles many small programs once each (outside FAST_COMPILE_DIRS)."""
+  import jax
+  previous = jax.config.values[FAST_COMPILE]
+  jax.config.update(FAST_COMPILE, True)
+  yield
+  jax.config.update(FAST_COMPILE, previous)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -31,8 +42,7 @@ def _fast_compile(request):
   if os.path.basename(request.fspath.dirname) not in FAST_COMPILE_DIRS:
     yield
     return
-  flag = "jax_disable_most_optimizations"
-  previous = jax.config.values[flag]
-  jax.config.update(flag, True)
+  previous = jax.config.values[FAST_COMPILE]
+  jax.config.update(FAST_COMPILE, True)
   yield
-  jax.config.update(flag, previous)
+  jax.config.update(FAST_COMPILE, previous)

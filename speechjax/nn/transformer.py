@@ -32,6 +32,16 @@ REMAT_POLICIES = {
 }
 
 
+def remat_layer(layer_cls, policy: str, static_argnums: tuple[int, ...]):
+  """`layer_cls` itself (policy "none") or rematerialised with a REMAT_POLICIES policy; `static_argnums`
+  index the call's non-array arguments (self = 0)."""
+  if policy == "none":
+    return layer_cls
+  if policy not in REMAT_POLICIES:
+    raise ValueError(f"model.remat_policy={policy!r}: expected 'none' or one of {sorted(REMAT_POLICIES)}")
+  return nn.remat(layer_cls, policy=REMAT_POLICIES[policy], static_argnums=static_argnums)
+
+
 def linear_inits(in_axis, out_axis, fan_in: int) -> dict:
   """torch `nn.Linear` default init (kernel and bias U(±1/sqrt(fan_in))), used by fairseq for the
   feature projection and the pretraining heads."""
@@ -226,12 +236,7 @@ class TransformerEncoder(nn.Module):
     return x, (first,) + tuple(outputs[:-1]) + (x,)
 
   def _layer_class(self):
-    if self.remat_policy == "none":
-      return EncoderLayer
-    if self.remat_policy not in REMAT_POLICIES:
-      raise ValueError(f"model.remat_policy={self.remat_policy!r}: expected 'none' or one of "
-                       f"{sorted(REMAT_POLICIES)}")
-    return nn.remat(EncoderLayer, policy=REMAT_POLICIES[self.remat_policy], static_argnums=(3,))
+    return remat_layer(EncoderLayer, self.remat_policy, static_argnums=(3,))
 
   def _stack(self, x, mask, train, collect, bias):
     """Runs the layers; returns (output, per-layer outputs: list or stacked [L, B, F, D], or None)."""

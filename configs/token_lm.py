@@ -1,0 +1,63 @@
+"""Token language models: AudioLM's three stages and SoundStorm.
+
+    speechjax train --config configs/token_lm.py:semantic_tiny --workdir /tmp/semantic \
+        --config.data.path=LABELED --config.data.labels="('km',)" --config.task.semantic_labels=km \
+        --config.task.semantic_rate=100
+
+Presets:
+    semantic_tiny   stage 1 on 50 Hz phone labels of the tiny synthetic corpus (a stand-in for k-means
+                    units; point it at `speechjax label` output for real ones), 3 s crops
+    coarse_tiny     stage 2: semantic + the first 2 of 4 RVQ levels, 1 s crops
+    fine_tiny       stage 3: levels 3–4 given levels 1–2, 0.5 s crops
+    soundstorm_tiny all 4 levels in parallel from semantic tokens, 2 s crops
+The acoustic stages read `acoustic_codes` [B, F, 4] (or 4 label sets named by `task.acoustic_labels`);
+prepared records carry them once a codec has labelled the corpus.
+(AudioLM's crops are 30 / 10 / 3 s; its models are `model_config("base")`.)
+"""
+import ml_collections
+
+from speechjax.data import pipeline
+from speechjax.models import audiolm, soundstorm, token_lm
+from speechjax.parallel import mesh
+from speechjax.train import optim, trainer
+
+CROP_SECONDS = {"semantic_tiny": 3.0, "coarse_tiny": 1.0, "fine_tiny": 0.5, "soundstorm_tiny": 2.0}
+
+
+def task_config(stage: str) -> ml_collections.ConfigDict:
+  cfg = ml_collections.ConfigDict(dict(
+      name="token_lm", semantic_labels="phone_20ms", semantic_rate=50, acoustic_rate=50, acoustic_labels=()))
+  if stage == "soundstorm":
+    cfg.update(dict(name="soundstorm", semantic_repeat=1))   # semantic_rate · repeat = acoustic_rate
+  else:
+    cfg.update(dict(stage=stage, semantic_vocab=100, remove_duplicates=True, codebook_size=64, levels=4,
+                    coarse_levels=2))
+  return cfg
+
+
+def get_config(arg=None):
+  preset = arg or "semantic_tiny"
+  if preset not in CROP_SECONDS:
+    raise ValueError(f"configs/token_lm.py: unknown preset {preset!r} (have {list(CROP_SECONDS)})")
+  stage = preset.removesuffix("_tiny")
+  cfg = ml_collections.ConfigDict()
+  cfg.task = task_config(stage)
+  if stage == "soundstorm":
+    cfg.model = soundstorm.model_config("tiny")
+  else:
+    vocab = audiolm.Vocab(cfg.task.semantic_vocab, cfg.task.codebook_size, cfg.task.levels,
+                          cfg.task.coarse_levels)
+    cfg.model = token_lm.model_config("tiny", vocab.size(stage))
+  cfg.data = pipeline.default_config()
+  cfg.data.path = "data/synth-tiny/records"
+  cfg.data.labels = (cfg.task.semantic_labels,)
+  cfg.data.batch_size, cfg.data.min_sample_size = 8, 8000
+  cfg.data.max_sample_size = int(CROP_SECONDS[preset] * 16000)
+  cfg.optim = optim.default_config()
+  cfg.optim.lr, cfg.optim.warmup_steps, cfg.optim.clip_norm, cfg.optim.weight_decay = 2e-3, 100, 1.0, 0.1
+  cfg.train = trainer.default_train_config()
+  cfg.train.num_steps, cfg.train.log_every, cfg.train.eval_every = 1000, 50, 250
+  cfg.mesh = mesh.default_config()
+  cfg.checkpoint = trainer.default_checkpoint_config()
+  cfg.checkpoint.save_every = 1000
+  return cfg
