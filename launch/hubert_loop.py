@@ -11,6 +11,10 @@ Per iteration n (stages listed in the loop config), everything under `<workdir>/
     train/      the HuBERT training run (resumes from its last checkpoint when killed)
 Each stage leaves its output (or a DONE marker) only when complete; a re-run skips finished stages.
 At the end a table: iteration, features, K, phone purity, cluster purity, PNMI, final loss, wall time.
+
+Multi-host (`--coordinator ...`, or `SPEECHJAX_DISTRIBUTED=1` on a TPU pod): every process dumps its shard
+of the records and k-means reduces over all of them (see `speechjax.cluster.commands`); process 0 writes
+the markers, quality and labelled records; training runs on all processes. The workdir may be on GCS.
 """
 from __future__ import annotations
 
@@ -18,30 +22,45 @@ import json
 import os
 import time
 
+import jax
+import tensorflow as tf
+from jax.experimental import multihost_utils
+
 from speechjax import config as config_lib
 from speechjax.cluster import commands, features, kmeans, labeling
 from speechjax.data import records
+from speechjax.parallel import mesh
 from speechjax.train import trainer
 
 
 def _done(path: str) -> bool:
-  return os.path.exists(path)
+  return tf.io.gfile.exists(path)
 
 
-def _mark(path: str, payload: dict) -> None:
+def _write(path: str, payload: dict) -> None:
   records.write_atomic(path, json.dumps(payload, indent=1).encode())
 
 
+def _mark(path: str, payload: dict) -> None:
+  """Writes a marker (process 0) once every process has got here."""
+  mesh.on_process_zero(path, lambda: _write(path, payload))
+
+
 def _read(path: str) -> dict:
-  with open(path) as f:
+  with tf.io.gfile.GFile(path) as f:
     return json.load(f)
+
+
+def _dump(data: str, split: str, out: str, extractor, rate: int, kind: str) -> None:
+  """This process's shard of the features of `split`."""
+  features.dump(data, split, out, extractor, rate, kind, jax.process_index(), jax.process_count())
 
 
 class Loop:
 
   def __init__(self, cfg, workdir: str):
     self.cfg, self.workdir = cfg, workdir
-    os.makedirs(workdir, exist_ok=True)
+    tf.io.gfile.makedirs(workdir)
     meta = records.read_meta(cfg.data)
     for split in (cfg.train_split, cfg.eval_split):
       config_lib.require(split in meta.splits, "train_split/eval_split", split,
@@ -68,46 +87,55 @@ class Loop:
     for layer in range(1, num_layers + 1):
       extractor, rate = features.layer_extractor(self.iter_dir(n - 1, "train"), layer)
       out = self.iter_dir(n, "probe", f"layer{layer}")
-      features.dump(self.cfg.data, self.cfg.eval_split, out, extractor, rate, "layer")
-      shards = features.shards(out, self.cfg.eval_split)
-      result = kmeans.fit(features.sample_source(shards, -1), stage.k, iters=stage.kmeans_iters)
+      _dump(self.cfg.data, self.cfg.eval_split, out, extractor, rate, "layer")
+      multihost_utils.sync_global_devices(f"{out} dumped")
+      source = features.sample_source(features.shards(out, self.cfg.eval_split), -1,
+                                      rank=jax.process_index(), count=jax.process_count())
+      result = kmeans.fit(source, stage.k, iters=stage.kmeans_iters)
       labels, _ = labeling.assign_split(out, self.cfg.eval_split, result.centroids)
       scores[layer] = labeling.split_quality(self.cfg.data, self.cfg.eval_split, labels, rate).pnmi
     best = max(scores, key=scores.get)
     _mark(marker, {"layer": best, "pnmi_by_layer": scores})
     return best
 
-  def run_iteration(self, n: int, stage) -> dict:
-    start = time.time()
+  def cluster(self, n: int, stage) -> dict:
+    """Features → k-means → quality + labelled records of iteration n; returns the features marker
+    {"features", "rate"}."""
     feats_dir, km_path = self.iter_dir(n, "features"), self.iter_dir(n, "kmeans.npz")
     feats_marker = os.path.join(feats_dir, "DONE")
     if not _done(feats_marker):
       extractor, rate, name = self.extractor(n, stage)
       for split in (self.cfg.train_split, self.cfg.eval_split):
-        features.dump(self.cfg.data, split, feats_dir, extractor, rate, name)
+        _dump(self.cfg.data, split, feats_dir, extractor, rate, name)
       _mark(feats_marker, {"features": name, "rate": rate})
-    feats_info = _read(feats_marker)
     if not _done(km_path):
       commands.fit_and_save(feats_dir, self.cfg.train_split, stage.k, km_path, stage.percent,
                             stage.kmeans_iters)
-    centroids = kmeans.load(km_path)[0].centroids
-    rate = feats_info["rate"]
+    if not (_done(self.iter_dir(n, "quality.json")) and _done(self.iter_dir(n, "records", "meta.json"))):
+      mesh.on_process_zero(f"label iter{n}", lambda: self.label(n, stage, _read(feats_marker)["rate"]))
+    return _read(feats_marker)
+
+  def label(self, n: int, stage, rate: int) -> None:
+    """Cluster quality on the evaluation split and the labelled records (process 0)."""
+    feats_dir = self.iter_dir(n, "features")
+    centroids = kmeans.load(self.iter_dir(n, "kmeans.npz"))[0].centroids
     by_split = {s: labeling.assign_split(feats_dir, s, centroids)[0]
                 for s in (self.cfg.train_split, self.cfg.eval_split)}
-    quality_path = self.iter_dir(n, "quality.json")
-    if not _done(quality_path):
-      q = labeling.split_quality(self.cfg.data, self.cfg.eval_split, by_split[self.cfg.eval_split], rate)
-      _mark(quality_path, {"phone_purity": q.phone_purity, "cluster_purity": q.cluster_purity,
-                           "pnmi": q.pnmi})
+    q = labeling.split_quality(self.cfg.data, self.cfg.eval_split, by_split[self.cfg.eval_split], rate)
+    _write(self.iter_dir(n, "quality.json"),
+           {"phone_purity": q.phone_purity, "cluster_purity": q.cluster_purity, "pnmi": q.pnmi})
+    labeling.write_labeled_records(self.cfg.data, self.iter_dir(n, "records"), "km", by_split, rate, stage.k)
+
+  def run_iteration(self, n: int, stage) -> dict:
+    start = time.time()
+    feats_info = self.cluster(n, stage)
     labeled = self.iter_dir(n, "records")
-    if not _done(os.path.join(labeled, "meta.json")):
-      labeling.write_labeled_records(self.cfg.data, labeled, "km", by_split, rate, stage.k)
     train_marker = self.iter_dir(n, "train", "DONE")
     if not _done(train_marker):
-      final = trainer.train(self.train_config(labeled, rate, stage), self.iter_dir(n, "train"))
+      final = trainer.train(self.train_config(labeled, feats_info["rate"], stage), self.iter_dir(n, "train"))
       _mark(train_marker, final)
     row = {"iteration": n, "features": feats_info["features"], "k": stage.k,
-           **_read(quality_path), "final_loss": _read(train_marker).get("loss")}
+           **_read(self.iter_dir(n, "quality.json")), "final_loss": _read(train_marker).get("loss")}
     timing_path = self.iter_dir(n, "timing.json")
     if not _done(timing_path):   # wall time of the run that finished the iteration
       _mark(timing_path, {"wall_s": time.time() - start})
@@ -124,9 +152,9 @@ class Loop:
   def run(self) -> list[dict]:
     rows = [self.run_iteration(n, stage) for n, stage in enumerate(self.cfg.iterations, start=1)]
     table = format_table(rows)
-    print(table)
-    with open(os.path.join(self.workdir, "results.md"), "w") as f:
-      f.write(table + "\n")
+    if jax.process_index() == 0:
+      print(table)
+      records.write_atomic(os.path.join(self.workdir, "results.md"), (table + "\n").encode())
     return rows
 
 
@@ -144,9 +172,11 @@ def add_arguments(parser):
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--config", default=os.path.join(
       os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "hubert_loop.py") + ":small")
+  mesh.add_distributed_arguments(parser)
 
 
 def run(args) -> int:
+  mesh.maybe_init_distributed(args.coordinator, args.num_processes, args.process_id)
   cfg = config_lib.load(args.config, args.overrides)
   Loop(cfg, args.workdir).run()
   return 0

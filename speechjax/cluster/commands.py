@@ -3,6 +3,11 @@
     speechjax dump   --data DIR --split train --out FEATS [--kind mfcc | --ckpt WORKDIR --layer 6]
     speechjax kmeans --features FEATS --split train --k 100 --out km.npz [--percent 0.1]
     speechjax label  --data DIR --features FEATS --kmeans km.npz --out LABELED [--name km]
+
+When JAX runs several processes (`speechjax loop` on several hosts), each one dumps its own shard of
+the records, k-means reads each process's share of the dumped shards and reduces across all of them,
+and process 0 alone writes the centroids and the labelled records; every process returns only once
+they are written. Paths may be on GCS (gs://); the feature shards must be readable by every process.
 """
 from __future__ import annotations
 
@@ -54,14 +59,36 @@ class KMeans:
 
 
 def fit_and_save(feature_dir, split, k, out, percent=-1.0, iters=50, seed=0):
+  """Fits k-means on the dumped features of `split` (each process its share) and saves it to `out`."""
   from speechjax.cluster import features, kmeans
+  from speechjax.parallel import mesh
   shards = features.shards(feature_dir, split)
-  result = kmeans.fit(features.sample_source(shards, percent, seed), k, iters=iters, seed=seed)
-  kmeans.save(out, result, {"features": feature_dir, "split": split, "percent": percent,
-                            "rate": shards[0].info["rate"], "kind": shards[0].info["kind"]})
-  print(json.dumps({"k": k, "inertia": result.inertia, "iterations": result.iterations,
-                    "points": result.num_points}))
+  source = features.sample_source(shards, percent, seed, jax.process_index(), jax.process_count())
+  result = kmeans.fit(source, k, iters=iters, seed=seed)
+  mesh.on_process_zero(f"kmeans {out}", lambda: kmeans.save(out, result, {
+      "features": feature_dir, "split": split, "percent": percent, "rate": shards[0].info["rate"],
+      "kind": shards[0].info["kind"]}))
+  if jax.process_index() == 0:
+    print(json.dumps({"k": k, "inertia": result.inertia, "iterations": result.iterations,
+                      "points": result.num_points}))
   return result
+
+
+def label(data_dir, feature_dir, centroids, out, name="km") -> None:
+  """Process 0 assigns the features of every split to `centroids` and writes `data_dir` with
+  `labels/<name>` added to `out`."""
+  from speechjax.cluster import labeling
+  from speechjax.data import records
+  from speechjax.parallel import mesh
+
+  def write():
+    by_split, rate = {}, None
+    for split in records.read_meta(data_dir).splits:
+      by_split[split], rate = labeling.assign_split(feature_dir, split, centroids)
+    missing = labeling.write_labeled_records(data_dir, out, name, by_split, rate, len(centroids))
+    print(json.dumps({"out": out, "rate": rate, "k": len(centroids),
+                      "utterances_without_features": missing}))
+  mesh.on_process_zero(f"label {out}", write)
 
 
 class Label:
@@ -76,14 +103,6 @@ class Label:
 
   @staticmethod
   def run(args) -> int:
-    from speechjax.cluster import kmeans, labeling
-    from speechjax.data import records
-    result, _ = kmeans.load(args.kmeans)
-    by_split, rate = {}, None
-    for split in records.read_meta(args.data).splits:
-      by_split[split], rate = labeling.assign_split(args.features, split, result.centroids)
-    missing = labeling.write_labeled_records(args.data, args.out, args.name, by_split, rate,
-                                             len(result.centroids))
-    print(json.dumps({"out": args.out, "rate": rate, "k": len(result.centroids),
-                      "utterances_without_features": missing}))
+    from speechjax.cluster import kmeans
+    label(args.data, args.features, kmeans.load(args.kmeans)[0].centroids, args.out, args.name)
     return 0

@@ -10,10 +10,12 @@ holds all frames:
 
 Layer L is 1-based as in fairseq's `dump_hubert_feature.py`: the output of transformer layer L
 (`hidden_states[L]`, HF convention). Batches are padded to a multiple of `bucket` samples, so only a few
-shapes compile.
+shapes compile. Files go through tf.io.gfile, so `out` may be on GCS.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import os
@@ -106,10 +108,10 @@ def _pad(group, bucket):
 def dump(data_dir: str, split: str, out_dir: str, extractor: Extractor, rate: int, kind: str,
          rank: int = 0, count: int = 1, batch_size: int = 8, bucket: int = 32000) -> dict:
   """Writes this host's shard of features (see the module doc); returns the shard's JSON summary."""
-  os.makedirs(out_dir, exist_ok=True)
+  tf.io.gfile.makedirs(out_dir)
   base = shard_base(out_dir, split, rank, count)
   frames, dim, ids, lens = 0, None, [], []
-  with open(base + ".f32", "wb") as data:
+  with tf.io.gfile.GFile(base + ".f32", "wb") as data:
     for batch_ids, audio, lengths in _batches(utterances(data_dir, split, rank, count), batch_size,
                                               bucket):
       feats, counts = extractor(audio, lengths)
@@ -119,53 +121,79 @@ def dump(data_dir: str, split: str, out_dir: str, extractor: Extractor, rate: in
         ids.append(uid)
         lens.append(int(n))
         frames += int(n)
-  with open(base + ".len", "w") as f:
+  with tf.io.gfile.GFile(base + ".len", "w") as f:
     f.write("".join(f"{n}\n" for n in lens))
-  with open(base + ".ids", "w") as f:
+  with tf.io.gfile.GFile(base + ".ids", "w") as f:
     f.write("".join(f"{i}\n" for i in ids))
   summary = {"dim": dim, "rate": rate, "kind": kind, "frames": frames, "utterances": len(ids)}
   records.write_atomic(base + ".json", json.dumps(summary).encode())
   return summary
 
 
+def _read(path: str, mode: str = "r"):
+  with tf.io.gfile.GFile(path, mode) as f:
+    return f.read()
+
+
 class FeatureShard:
-  """A dumped shard: `features` [N, D] (memory-mapped), per-utterance `lengths`, `ids`, `info`."""
+  """A dumped shard: `features` [N, D], per-utterance `lengths`, `ids`, `info`. The features are
+  memory-mapped from a local file and read whole (on first use) from a remote one such as gs://."""
 
   def __init__(self, base: str):
-    if not os.path.exists(base + ".json"):
+    if not tf.io.gfile.exists(base + ".json"):
       raise FileNotFoundError(f"{base}.json missing: the feature dump is incomplete")
-    with open(base + ".json") as f:
-      self.info = json.load(f)
-    self.lengths = np.loadtxt(base + ".len", dtype=np.int64, ndmin=1)
-    self.ids = open(base + ".ids").read().split()
-    shape = (int(self.info["frames"]), int(self.info["dim"] or 0))
-    self.features = (np.memmap(base + ".f32", np.float32, "r", shape=shape) if shape[0]
-                     else np.zeros(shape, np.float32))
+    self.base = base
+    self.info = json.loads(_read(base + ".json"))
+    self.lengths = np.array(_read(base + ".len").split(), np.int64)
+    self.ids = _read(base + ".ids").split()
     self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
+
+  @functools.cached_property
+  def features(self) -> np.ndarray:
+    shape = (int(self.info["frames"]), int(self.info["dim"] or 0))
+    if not shape[0]:
+      return np.zeros(shape, np.float32)
+    if "://" not in self.base:
+      return np.memmap(self.base + ".f32", np.float32, "r", shape=shape)
+    return np.frombuffer(_read(self.base + ".f32", "rb"), np.float32).reshape(shape)
 
   def utterance(self, i: int) -> np.ndarray:
     return self.features[self.offsets[i]:self.offsets[i + 1]]
 
 
 def shards(feature_dir: str, split: str) -> list[FeatureShard]:
-  bases = sorted({os.path.join(feature_dir, n[:-len(".json")]) for n in os.listdir(feature_dir)
+  """Every dumped shard of a split, in name order."""
+  names = tf.io.gfile.listdir(feature_dir) if tf.io.gfile.isdir(feature_dir) else []
+  bases = sorted({os.path.join(feature_dir, n[:-len(".json")]) for n in names
                   if n.startswith(f"{split}_") and n.endswith(".json")})
   if not bases:
     raise FileNotFoundError(f"no dumped features for split {split!r} in {feature_dir}")
   return [FeatureShard(b) for b in bases]
 
 
-def sample_source(feature_shards: list[FeatureShard], percent: float, seed: int = 0):
-  """A re-iterable k-means source over `percent` of the utterances (fairseq's `--percent`; ≤0 = all)."""
-  rng = np.random.default_rng(seed)
-  chosen = []
-  for shard in feature_shards:
-    n = len(shard.lengths)
-    take = n if percent <= 0 else max(1, math.ceil(n * percent))
-    chosen.append(np.sort(rng.choice(n, take, replace=False)))
+def _id_keys(ids: list[str], seed: int) -> np.ndarray:
+  """A seeded pseudo-random uint64 key per utterance id (the same in every process)."""
+  return np.array([int.from_bytes(hashlib.blake2b(f"{seed}/{uid}".encode(), digest_size=8).digest(),
+                                  "little") for uid in ids], np.uint64)
+
+
+def sample_source(feature_shards: list[FeatureShard], percent: float, seed: int = 0, rank: int = 0,
+                  count: int = 1):
+  """A re-iterable k-means source over `percent` of the utterances (fairseq's `--percent`; ≤0 = all).
+
+  The chosen utterances are the ceil(percent · N) of all shards' N with the smallest seeded hashes of
+  their ids, so the choice depends neither on the order nor on the sharding of the dump. The source
+  yields process `rank`'s share (of `count`): shards rank, rank + count, ...; every shard must be
+  readable by every process."""
+  keys = [_id_keys(shard.ids, seed) for shard in feature_shards]
+  total = sum(len(k) for k in keys)
+  take = total if percent <= 0 else max(1, math.ceil(total * percent))
+  threshold = np.sort(np.concatenate(keys))[take - 1] if total else 0
+  mine = [(shard, np.flatnonzero(k <= threshold))
+          for shard, k in zip(feature_shards[rank::count], keys[rank::count])]
 
   def chunks():
-    for shard, picks in zip(feature_shards, chosen):
+    for shard, picks in mine:
       for i in picks:
         if shard.lengths[i]:
           yield np.asarray(shard.utterance(i))

@@ -5,8 +5,9 @@ callable that returns a fresh iterator of `[n_i, D]` chunks on every call, so da
 is read once per iteration. The data is cut into blocks of a fixed number of rows (the last one padded
 and masked), placed on the devices of `mesh` split along the rows (batch over all mesh axes), and each
 block adds its per-cluster sums and counts to accumulators that XLA reduces across devices. With
-several processes each one passes its own share of the data; blocks are global arrays, so the sums
-are global without any host-side reduction.
+several processes each one passes its own share of the data and the mesh spans the devices of all
+processes (by default the first device of each); blocks are global arrays, so the sums are global
+without any host-side reduction.
 
   * Lloyd (`batch_size=None`): one pass per iteration, then centroids = mean of their points.
   * Mini-batch (`batch_size=int`): every block of `batch_size` rows moves the centroids it hits to
@@ -18,17 +19,18 @@ Distances are `‖x‖² − 2·x·Cᵀ + ‖C‖²` matmuls at full f32 precisi
 bf16 passes). A cluster left empty by a pass is
 re-seeded with one of the points farthest from their centroid in that pass (the farthest to the first
 empty cluster, and so on). Inertia is the mean squared distance of a point to its nearest centroid.
-Everything is deterministic given `seed`, and the result does not depend on how a source splits its
-data into chunks (only on the row order).
+Everything is deterministic given `seed`. The initialisation sample is the rows with the smallest
+seeded hashes of their contents, so it depends neither on the row order nor on how the rows are split
+into chunks or over processes; Lloyd's result then depends on them only through float summation order.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import json
 import logging
 import math
-import os
 from typing import Callable, Iterable, Iterator, NamedTuple
 
 import jax
@@ -212,10 +214,14 @@ _labels_jit = jax.jit(lambda x, centroids: _nearest(x, centroids)[0])
 
 
 def _all_processes(value: np.ndarray) -> np.ndarray:
-  """`value` of every process stacked `[processes, ...]` (no communication with one process)."""
+  """`value [..., n]` of every process stacked `[processes, ..., n]` (no communication with one process).
+  64-bit values travel as pairs of 32-bit words: JAX without x64 would truncate them."""
+  value = np.ascontiguousarray(value)
   if jax.process_count() == 1:
-    return np.asarray(value)[None]
-  return np.asarray(multihost_utils.process_allgather(value))
+    return value[None]
+  if value.dtype.itemsize != 8:
+    return np.asarray(multihost_utils.process_allgather(value))
+  return np.asarray(multihost_utils.process_allgather(value.view(np.uint32))).view(value.dtype)
 
 
 def _as_source(data) -> Source:
@@ -244,10 +250,15 @@ def _checked_chunks(source: Source, dim: int | None = None) -> Iterator[np.ndarr
     yield chunk
 
 
-def _row_keys(start: int, n: int, mix: np.uint64) -> np.ndarray:
-  """Pseudo-random uint64 keys of rows start..start+n (splitmix64 of the row index)."""
+def _row_keys(chunk: np.ndarray, seed: int) -> np.ndarray:
+  """Pseudo-random uint64 keys of the rows of float32 `chunk [n, D]` from their bits alone: a seeded
+  multilinear hash of the 32-bit words, finished with splitmix64. Equal rows get equal keys."""
+  words = np.ascontiguousarray(chunk).view(np.uint32)
+  coefficients = np.random.SeedSequence(seed).generate_state(words.shape[1], np.uint64) | np.uint64(1)
+  z = np.zeros(len(words), np.uint64)
   with np.errstate(over="ignore"):
-    z = np.arange(start, start + n, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) + mix
+    for column, coefficient in zip(words.T, coefficients):   # column by column: O(n) memory
+      z += column.astype(np.uint64) * coefficient
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
@@ -268,13 +279,13 @@ class _Scan:
   sample: np.ndarray    # [m, D] uniform sample without replacement, same in every process
 
 
-def _local_sample(source: Source, sample_size: int, mix: np.uint64):
+def _local_sample(source: Source, sample_size: int, seed: int):
   """One pass over this process's chunks: (rows seen, D or None, the `sample_size` rows with the
   smallest keys and their keys, sorted by key)."""
   keys, rows, seen, dim = [], [], 0, None
   for chunk in _checked_chunks(source):
     dim = chunk.shape[1]
-    keys.append(_row_keys(seen, len(chunk), mix))
+    keys.append(_row_keys(chunk, seed))
     rows.append(chunk)
     seen += len(chunk)
     if sum(len(k) for k in keys) >= 2 * sample_size:   # prune: amortised O(rows) copying
@@ -287,9 +298,8 @@ def _local_sample(source: Source, sample_size: int, mix: np.uint64):
 
 def _scan(source: Source, sample_size: int, seed: int) -> _Scan:
   """Counts and checks the data and draws a uniform sample: the rows with the smallest keys over
-  all processes (each process hashes its row indices with its own mix)."""
-  mix = np.random.SeedSequence((seed, jax.process_index())).generate_state(1, np.uint64)[0]
-  seen, dim, keys, rows = _local_sample(source, sample_size, mix)
+  all processes."""
+  seen, dim, keys, rows = _local_sample(source, sample_size, seed)
   dims = _all_processes(np.array([-1 if dim is None else dim]))
   if np.all(dims < 0):
     raise ValueError("k-means data is empty")
@@ -346,6 +356,13 @@ def _device_blocks(source: Source, rows: int, padded: int, dim: int, mesh: Mesh,
   if seen != num_points:
     raise ValueError(f"k-means data source gave {seen} rows in this pass but {num_points} in the "
                      "first one; it must yield the same rows on every call")
+
+
+def _first_device_of_each_process() -> Mesh:
+  firsts = {}
+  for device in jax.devices():
+    firsts.setdefault(device.process_index, device)
+  return Mesh(np.array([firsts[p] for p in sorted(firsts)]), ("data",))
 
 
 def _replicate(value: np.ndarray, mesh: Mesh) -> jax.Array:
@@ -485,7 +502,8 @@ def fit(data, k: int, *, iters: int = 100, init="k-means++", init_sample: int | 
     n_init: k-means++ runs; the one with the lowest inertia on the sample is used.
     batch_size: None = full-batch Lloyd; int = mini-batch updates of this many rows (per process).
     seed: all randomness (sample, k-means++, mini-batch shuffle).
-    mesh: devices to spread the blocks over (all axes); default: this process's first device.
+    mesh: devices to spread the blocks over (all axes), spanning every process; default: the first
+      device of each process.
     tol: stop when a pass lowers the inertia by at most tol × its previous value (and, for Lloyd,
       no cluster is empty). tol=0 runs until the inertia stops falling.
     chunk_size: rows per block in Lloyd mode (per process); bounds device memory.
@@ -495,7 +513,7 @@ def fit(data, k: int, *, iters: int = 100, init="k-means++", init_sample: int | 
   _check_arguments(k, iters, n_init, batch_size, chunk_size, tol, init_sample)
   if isinstance(data, np.memmap):
     data = _as_source(data)
-  mesh = mesh or Mesh(np.array(jax.local_devices()[:1]), ("data",))
+  mesh = mesh or _first_device_of_each_process()
   sample_size = init_sample or max(DEFAULT_INIT_SAMPLE, 3 * k, 3 * (batch_size or 0))
   scan = _scan(_as_source(data), sample_size, seed)
   if scan.num_points < k:
@@ -552,16 +570,19 @@ def save(path: str, result: KMeansResult, metadata: dict | None = None) -> None:
     raise ValueError(f"k-means save: metadata keys {clash} are filled in from the result")
   metadata.update({name: getattr(result, name) for name in _RESULT_FIELDS})
   text = json.dumps(metadata, sort_keys=True)
-  tmp = f"{path}.tmp"
-  with open(tmp, "wb") as f:
-    np.savez(f, centroids=result.centroids, counts=result.counts,
-             inertia_history=np.asarray(result.inertia_history, np.float64), metadata=np.array(text))
-  os.replace(tmp, path)
+  buffer = io.BytesIO()
+  np.savez(buffer, centroids=result.centroids, counts=result.counts,
+           inertia_history=np.asarray(result.inertia_history, np.float64), metadata=np.array(text))
+  from speechjax.data import records   # tf.io.gfile (gs:// paths); keeps tf out of `fit`
+  records.write_atomic(path, buffer.getvalue())
 
 
 def load(path: str) -> tuple[KMeansResult, dict]:
   """Reads what `save` wrote: (result, metadata)."""
-  with np.load(path, allow_pickle=False) as f:
+  import tensorflow as tf
+  with tf.io.gfile.GFile(path, "rb") as f:
+    data = io.BytesIO(f.read())
+  with np.load(data, allow_pickle=False) as f:
     metadata = json.loads(str(f["metadata"]))
     result = KMeansResult(
         centroids=f["centroids"], counts=f["counts"], inertia=metadata["inertia"],

@@ -2,33 +2,34 @@
 
 `{split}.km` has one line per manifest line, in the same order: the utterance's frame labels as
 space-separated integer ids (an empty line is an utterance with no frames). `dict.km.txt` lists the
-label vocabulary for fairseq's Dictionary: one line `"<id> 1"` per id 0..K−1.
+label vocabulary for fairseq's Dictionary: one line `"<id> 1"` per id 0..K−1. Paths may be on GCS.
 """
 from __future__ import annotations
 
-import os
 from typing import Iterable
 
 import numpy as np
+import tensorflow as tf
 
 
 def _write_atomic(path: str, lines: Iterable[str]) -> None:
   """Writes the lines to `path` via a temporary file: a failed write leaves no file behind."""
   tmp = f"{path}.tmp"
   try:
-    with open(tmp, "w", encoding="utf-8") as f:
+    with tf.io.gfile.GFile(tmp, "w") as f:
       for line in lines:
         f.write(line + "\n")
   except BaseException:
-    os.remove(tmp)
+    if tf.io.gfile.exists(tmp):   # GFile creates the file at its first write
+      tf.io.gfile.remove(tmp)
     raise
-  os.replace(tmp, path)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def read_km(path: str) -> list[np.ndarray]:
   """One `[frames]` int32 array per line of a `.km` file."""
   labels = []
-  with open(path, encoding="utf-8") as f:
+  with tf.io.gfile.GFile(path) as f:
     for number, line in enumerate(f, 1):
       try:
         ids = np.array(line.split(), dtype=np.int64)

@@ -14,6 +14,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from speechjax.data import pipeline as pipeline_lib
@@ -21,17 +22,26 @@ from speechjax.data import records
 from speechjax.eval import cca
 
 
+def hidden_states(model, params):
+  """A jitted `(audio [B, T], audio_mask [B, T]) → (hidden states [L+1, B, F, D], frame_mask [B, F])` as
+  numpy; state 0 is the transformer input, state l the output of layer l."""
+  @jax.jit
+  def forward(audio, audio_mask):
+    out = model.apply({"params": params}, audio, audio_mask, output_hidden_states=True)
+    return jnp.stack(out["hidden_states"]), out["frame_mask"]
+  return lambda audio, audio_mask: jax.device_get(forward(audio, audio_mask))
+
+
 def collect(model, params, data_dir, split, label, max_frames, batch_size=8, max_samples=112000):
   """(per hidden state [N, D] float32 arrays, labels [N] int) over the first `max_frames` real frames."""
   data = pipeline_lib.make_pipeline(data_dir, split, batch_size, max_samples, labels=(label,),
                                     shuffle_buffer=0, random_crop=False, repeat=False)
-  forward = jax.jit(lambda a, m: model.apply({"params": params}, a, m, output_hidden_states=True))
+  forward = hidden_states(model, params)
   layers, labels, total = None, [], 0
   for batch in data:
-    out = jax.device_get(forward(batch["audio"], batch["audio_mask"]))
-    hidden = np.stack(out["hidden_states"])                 # [L+1, B, F, D]
+    hidden, frame_mask = forward(batch["audio"], batch["audio_mask"])   # [L+1, B, F, D], [B, F]
     frames = min(hidden.shape[2], batch[f"labels/{label}"].shape[1])
-    keep = out["frame_mask"][:, :frames] & batch[f"labels_mask/{label}"][:, :frames]
+    keep = frame_mask[:, :frames] & batch[f"labels_mask/{label}"][:, :frames]
     if layers is None:
       layers = [[] for _ in range(hidden.shape[0])]
     for i, h in enumerate(hidden):

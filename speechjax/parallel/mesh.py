@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Callable
 
 import jax
 import ml_collections
 import numpy as np
 from flax import linen as nn
-from jax.experimental import mesh_utils
+from jax.experimental import mesh_utils, multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from speechjax.config import ConfigError
@@ -127,6 +128,22 @@ def host_to_global(batch: dict, mesh: Mesh) -> dict:
   sharding = batch_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, v)
           for k, v in device_fields(batch).items()}
+
+
+def add_distributed_arguments(parser) -> None:
+  """The command-line flags of `maybe_init_distributed`."""
+  parser.add_argument("--coordinator", default="", help="multi-host: coordinator host:port")
+  parser.add_argument("--num-processes", type=int, default=0)
+  parser.add_argument("--process-id", type=int, default=-1)
+
+
+def on_process_zero(name: str, write: Callable[[], object]) -> None:
+  """Runs `write()` on process 0 only, between two barriers of all processes: what any process checked
+  before sees none of its output, and what any process does after sees all of it."""
+  multihost_utils.sync_global_devices(f"{name}: start")
+  if jax.process_index() == 0:
+    write()
+  multihost_utils.sync_global_devices(f"{name}: done")
 
 
 def maybe_init_distributed(coordinator: str = "", num_processes: int = 0, process_id: int = -1):

@@ -30,7 +30,8 @@ def open_manager(directory: str, max_to_keep: int | None, async_save: bool = Tru
       cleanup_tmp_directories=not read_only, create=not read_only)
   handlers = {"params": ocp.StandardCheckpointHandler(), "train": ocp.StandardCheckpointHandler(),
               "meta": ocp.JsonCheckpointHandler()}
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_handlers=handlers)
+  directory = directory if "://" in directory else os.path.abspath(directory)   # gs:// stays as it is
+  return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
 
 
 def gather_positions(position: dict) -> list[dict]:

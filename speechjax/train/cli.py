@@ -9,9 +9,8 @@ import json
 def add_arguments(parser):
   parser.add_argument("--config", required=True, help="configs/<family>.py[:preset]")
   parser.add_argument("--workdir", required=True)
-  parser.add_argument("--coordinator", default="", help="multi-host: coordinator host:port")
-  parser.add_argument("--num-processes", type=int, default=0)
-  parser.add_argument("--process-id", type=int, default=-1)
+  from speechjax.parallel import mesh
+  mesh.add_distributed_arguments(parser)
 
 
 def run(args) -> int:

@@ -1,4 +1,5 @@
-"""Metrics: `metrics.jsonl` + TensorBoard event files (process 0 only), throughput, MFU, memory."""
+"""Metrics: `metrics.jsonl` + TensorBoard event files (process 0 only, through tf.io.gfile: local or
+gs:// workdirs), throughput, MFU, memory."""
 from __future__ import annotations
 
 import json
@@ -54,7 +55,7 @@ class Writer:
     import tensorflow as tf   # TensorBoard summaries; the trainer imports tf anyway for data
     self._tf = tf
     self._events = tf.summary.create_file_writer(workdir)
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    self._jsonl = tf.io.gfile.GFile(os.path.join(workdir, "metrics.jsonl"), "a")   # gs:// too
 
   def write(self, step: int, scalars: dict, prefix: str = "train") -> None:
     if not self.active:
