@@ -1,7 +1,7 @@
 """Training-step throughput: audio-seconds/s and MFU of each config given.
 
     python benchmarks/train_throughput.py --config configs/frame_classifier.py:tiny [--config ...] \
-        [--batch 8] [--seconds 4] [--steps 10]
+        [--model wav2vec ...] [--batch 8] [--seconds 4] [--steps 10]
 
 The peak FLOP/s is measured on the spot by a float32 matmul (the practical peak on a CPU; on TPU/GPU use the
 chip table of speechjax.train.metrics instead). MFU uses two FLOP counts: the task's analytic model FLOPs
@@ -20,6 +20,14 @@ from speechjax import config as config_lib
 from speechjax.parallel import mesh as mesh_lib
 from speechjax.tasks import get_task
 from speechjax.train import checkpoint, metrics
+
+
+# --model NAME: shorthand for `--config` of a model family's preset (CPU-sized unless named otherwise)
+MODELS = {
+    "wav2vec": "configs/wav2vec.py:tiny",
+    "vq-wav2vec": "configs/vq_wav2vec.py:tiny",
+    "vq-wav2vec-kmeans": "configs/vq_wav2vec.py:tiny_kmeans",
+}
 
 
 def random_batch(cfg, batch_size: int, label_frames: dict) -> dict:
@@ -75,14 +83,18 @@ def measure(spec: str, overrides: list[str], batch_size: int, seconds: float, st
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--config", action="append", required=True)
+  parser.add_argument("--config", action="append", default=[])
+  parser.add_argument("--model", action="append", default=[], choices=sorted(MODELS))
   parser.add_argument("--override", action="append", default=[], help="--config.a.b=v for every config")
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--seconds", type=float, default=4.0)
   parser.add_argument("--steps", type=int, default=10)
   args = parser.parse_args()
+  specs = args.config + [MODELS[name] for name in args.model]
+  if not specs:
+    parser.error("give at least one --config or --model")
   peak = metrics.measure_matmul_flops(2048, repeats=5)
-  for spec in args.config:
+  for spec in specs:
     print(json.dumps(measure(spec, args.override, args.batch, args.seconds, args.steps, peak)))
 
 

@@ -65,3 +65,43 @@ class GumbelVectorQuantizer(nn.Module):
             "codes": jnp.argmax(onehot, axis=-1).astype(jnp.int32),
             "prob_perplexity": perplexity(jax.nn.softmax(logits, axis=-1), mask),
             "code_perplexity": perplexity(jax.lax.stop_gradient(onehot), mask)}
+
+
+class KMeansVectorQuantizer(nn.Module):
+  """vq-wav2vec's k-means product quantizer (fairseq `KmeansVectorQuantizer`, without its input projection).
+
+  `x` [B, F, C], `mask` [B, F] bool (frames the loss and perplexity average over) → dict:
+      quantized [B, F, C]   the nearest codeword per group, concatenated; straight-through: the forward value
+                            is the codeword, the gradient w.r.t. `x` is the identity
+      codes [B, F, G] int32
+      loss f32 []           mean over selected frames and channels of (sg(z) − ẑ)² + gamma·(z − sg(ẑ))²:
+                            the codebook term trains the codewords, the commitment term the encoder
+      code_perplexity f32 [] of the hard code counts
+
+  Each group's C/G channels are matched to that group's codebook by Euclidean distance, computed as
+  ‖z‖² − 2 z·e + ‖e‖² (one matmul). Parameter `codebook` [G, V, C/G], N(0, 0.01²) init."""
+  num_groups: int
+  num_vars: int
+  gamma: float = 0.25
+
+  @nn.compact
+  def __call__(self, x, mask):
+    channels = x.shape[-1]
+    if channels % self.num_groups:
+      raise ValueError(f"input channels {channels} are not divisible by vq_groups={self.num_groups}")
+    codebook = self.param("codebook", logical(nn.initializers.normal(0.01), None, "codebook", None),
+                          (self.num_groups, self.num_vars, channels // self.num_groups))
+    z = x.astype(jnp.float32).reshape(*x.shape[:-1], self.num_groups, -1)                  # [B, F, G, d]
+    distances = (jnp.sum(z * z, -1, keepdims=True) - 2 * jnp.einsum("bfgd,gvd->bfgv", z, codebook)
+                 + jnp.sum(codebook * codebook, -1))
+    codes = jnp.argmin(distances, axis=-1)
+    onehot = jax.nn.one_hot(codes, self.num_vars, dtype=jnp.float32)
+    nearest = jnp.einsum("bfgv,gvd->bfgd", onehot, codebook)
+    weights = mask[..., None, None].astype(jnp.float32)
+    count = jnp.maximum(weights.sum() * channels, 1.0)
+    codebook_loss = jnp.sum(jnp.square(jax.lax.stop_gradient(z) - nearest) * weights) / count
+    commitment = jnp.sum(jnp.square(z - jax.lax.stop_gradient(nearest)) * weights) / count
+    quantized = z + jax.lax.stop_gradient(nearest - z)
+    return {"quantized": quantized.reshape(x.shape).astype(x.dtype), "codes": codes.astype(jnp.int32),
+            "loss": codebook_loss + self.gamma * commitment,
+            "code_perplexity": perplexity(onehot, mask)}

@@ -1,0 +1,48 @@
+"""vq-wav2vec → `speechjax tokenize` → BERT: ids of the micro corpus from a (random-weight) tiny vq-wav2vec,
+written as `.km`, read back in batches; the masked-token loss of a tiny BERT falls on them."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+import harness
+from speechjax import config
+from speechjax.cluster import tokenize
+from speechjax.data import labels
+from speechjax.tasks import get_task, masked_token_lm
+
+
+def _tokenizer():
+  cfg = config.load(f"{harness.REPO}/configs/vq_wav2vec.py:tiny", [])
+  model = get_task(cfg).model
+  params = nn.unbox(jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 16000)), jnp.ones((1, 16000), bool)))[
+      "params"]
+  return tokenize.vq_wav2vec_tokenizer(cfg, model, params)
+
+
+def test_combine_codes_is_a_mixed_radix_number():
+  codes = np.array([[[0, 0], [0, 31], [1, 0], [31, 31]]])
+  np.testing.assert_array_equal(tokenize.combine_codes(codes, 32), [[0, 31, 32, 1023]])
+
+
+def test_tokenized_ids_train_a_masked_token_bert(synth_records, tmp_path):
+  tokenizer = _tokenizer()
+  uids, sequences = tokenize.tokenize_split(synth_records, "train", tokenizer)
+  tokenize.write_split(str(tmp_path), "train", uids, sequences)
+  assert tokenizer.vocab_size == 1024 and tokenizer.rate == 100
+  assert open(tmp_path / "train.ids").read().split() == uids
+  read = labels.read_km(str(tmp_path / "train.km"))
+  assert [len(s) for s in read] == [len(s) for s in sequences] and all(len(s) > 50 for s in read)
+  print(f"{len(uids)} utterances, {sum(map(len, read))} ids, {len(np.unique(np.concatenate(read)))} distinct")
+
+  task = get_task(config.load(f"{harness.REPO}/configs/vq_wav2vec_bert.py:tiny", []))
+  batches = masked_token_lm.km_batches(str(tmp_path / "train.km"), 8, 64)
+  state = jax.jit(task.init_state)(jax.random.PRNGKey(0), next(batches))
+  step = jax.jit(task.train_step)
+  losses = []
+  for _ in range(40):
+    state, metrics = step(state, next(batches))
+    losses.append(float(metrics["loss"]))
+  first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+  print(f"masked-token loss {first:.3f} -> {last:.3f} (ln 1024 = {np.log(1024):.3f})")
+  assert last < first - 0.5, (first, last)
