@@ -42,7 +42,8 @@ def get_config(arg=None):
     cfg.model.mask_length, cfg.model.mask_prob = 4, 0.5
     # As for wav2vec 2.0 tiny, the paper's feature penalty (10) and conv gradient scale (0.1) keep the
     # 32-channel conv features near their init. Measured on MFCC k-means labels of synth-small, 1500 steps:
-    # PNMI of k-means on the model's features 0.23 → 0.44 (test split; MFCC itself: 0.51).
+    # PNMI of k-means on the model's features 0.23 → 0.44 (test split, benchmarks/layer_pnmi.py; MFCC
+    # itself: 0.50).
     cfg.task.feature_penalty_weight, cfg.model.feature_grad_mult = 1.0, 1.0
     cfg.optim.warmup_steps = 100
     cfg.train.num_steps, cfg.train.log_every = 300, 25
