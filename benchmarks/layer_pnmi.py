@@ -15,15 +15,6 @@ from speechjax.audio import features as audio_features
 from speechjax.cluster import features, kmeans, quality
 
 
-def padded(group):
-  """[utterance dicts] → audio [B, T] float32 zero-padded, lengths [B]."""
-  lengths = np.array([len(u["audio"]) for u in group])
-  audio = np.zeros((len(group), lengths.max()), np.float32)
-  for row, u in enumerate(group):
-    audio[row, :len(u["audio"])] = u["audio"]
-  return audio, lengths
-
-
 def pnmi(frames, phones, upsample, k):
   """frames: per-utterance [F, D] arrays → cluster quality of k-means(k) fitted on all of them."""
   x = np.concatenate(frames)
@@ -50,8 +41,7 @@ def main():
   phones = [u["labels/phone_10ms"] for u in utts]
   layers = [[] for _ in range(config.model.num_hidden_layers + 1)]
   mfcc = []
-  for start in range(0, len(utts), 8):
-    audio, lengths = padded(utts[start:start + 8])
+  for _, audio, lengths in features.padded_batches(iter(utts), 8, 32000):
     states, counts = forward(audio, np.arange(audio.shape[1])[None] < lengths[:, None])
     feats, mfcc_counts = audio_features.mfcc(audio, lengths)
     for row in range(len(lengths)):

@@ -85,7 +85,7 @@ def make_extractor(kind: str, checkpoint: str = "", layer: int = 0) -> tuple[Ext
   raise ValueError(f"features kind={kind!r}: expected 'mfcc' or 'layer'")
 
 
-def _batches(utts: Iterator[dict], batch_size: int, bucket: int):
+def padded_batches(utts: Iterator[dict], batch_size: int, bucket: int):
   """Groups utterances into zero-padded batches: (ids, audio [B, T_bucket], lengths [B])."""
   group = []
   for utt in utts:
@@ -112,7 +112,7 @@ def dump(data_dir: str, split: str, out_dir: str, extractor: Extractor, rate: in
   base = shard_base(out_dir, split, rank, count)
   frames, dim, ids, lens = 0, None, [], []
   with tf.io.gfile.GFile(base + ".f32", "wb") as data:
-    for batch_ids, audio, lengths in _batches(utterances(data_dir, split, rank, count), batch_size,
+    for batch_ids, audio, lengths in padded_batches(utterances(data_dir, split, rank, count), batch_size,
                                               bucket):
       feats, counts = extractor(audio, lengths)
       dim = feats.shape[-1]

@@ -64,7 +64,8 @@ def tokenize_split(data_dir: str, split: str, tokenizer: Tokenizer, batch_size: 
                    bucket: int = 16000) -> tuple[list[str], list[np.ndarray]]:
   """(utterance ids, ids [F_i] per utterance) of one prepared split, in record order."""
   uids, sequences = [], []
-  for batch_ids, audio, lengths in features._batches(features.utterances(data_dir, split), batch_size, bucket):
+  for batch_ids, audio, lengths in features.padded_batches(features.utterances(data_dir, split), batch_size,
+                                                                   bucket):
     ids, counts = tokenizer.encode(audio, lengths)
     uids.extend(batch_ids)
     sequences.extend(row[:n] for row, n in zip(ids, counts))
@@ -73,8 +74,7 @@ def tokenize_split(data_dir: str, split: str, tokenizer: Tokenizer, batch_size: 
 
 def write_split(out_dir: str, split: str, uids, sequences) -> None:
   labels.write_km(os.path.join(out_dir, f"{split}.km"), sequences)
-  with open(os.path.join(out_dir, f"{split}.ids"), "w", encoding="utf-8") as f:
-    f.write("".join(f"{u}\n" for u in uids))
+  records.write_atomic(os.path.join(out_dir, f"{split}.ids"), "".join(f"{u}\n" for u in uids).encode())
 
 
 def add_arguments(parser):
@@ -95,6 +95,6 @@ def run(args) -> int:
     write_split(args.out, split, uids, sequences)
     print(json.dumps({"split": split, "utterances": len(uids), "tokens": int(sum(map(len, sequences)))}))
   labels.write_dict(os.path.join(args.out, "dict.km.txt"), tokenizer.vocab_size)
-  with open(os.path.join(args.out, "tokens.json"), "w") as f:
-    json.dump({"model": args.model, "vocab_size": tokenizer.vocab_size, "rate": tokenizer.rate}, f)
+  records.write_atomic(os.path.join(args.out, "tokens.json"), json.dumps(
+      {"model": args.model, "vocab_size": tokenizer.vocab_size, "rate": tokenizer.rate}).encode())
   return 0
