@@ -124,7 +124,8 @@ class Loop:
     q = labeling.split_quality(self.cfg.data, self.cfg.eval_split, by_split[self.cfg.eval_split], rate)
     _write(self.iter_dir(n, "quality.json"),
            {"phone_purity": q.phone_purity, "cluster_purity": q.cluster_purity, "pnmi": q.pnmi})
-    labeling.write_labeled_records(self.cfg.data, self.iter_dir(n, "records"), "km", by_split, rate, stage.k)
+    labeling.write_labeled_records(self.cfg.data, self.iter_dir(n, "records"),
+                                   [labeling.LabelStream("km", by_split, rate, stage.k)])
 
   def run_iteration(self, n: int, stage) -> dict:
     start = time.time()

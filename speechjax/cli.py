@@ -7,12 +7,14 @@
     speechjax dump     --data DIR --out FEATS [--kind mfcc | --kind layer --ckpt WORKDIR --layer 6]
     speechjax kmeans   --features FEATS --k 100 --out km.npz
     speechjax label    --data DIR --features FEATS --kmeans km.npz --out LABELED
-    speechjax tokenize --model vq-wav2vec --ckpt WORKDIR --data DIR --out TOKENS   discrete ids (.km)
+    speechjax tokenize --model hubert|soundstream|vq-wav2vec --ckpt W --data DIR --out TOKENS   token records
     speechjax loop     --workdir DIR [--config configs/hubert_loop.py:small]   HuBERT iterations
     speechjax convert  --from-hf HF_DIR --out CKPT | --to-hf ...                  HF transformers weights
     speechjax eval     --ckpt CTC_WORKDIR [--beam 8 --lm-order 3]                 decode, PER/CER/WER
     speechjax analyze  --ckpt WORKDIR [--random-init] --out DIR                    layer-wise PWCCA plot
     speechjax codec    encode|decode --ckpt CODEC_WORKDIR [--n_q 8] IN OUT          wav <-> codes (.npy)
+    speechjax generate --prompt in.wav --seconds 3 --out out.wav --semantic W --coarse W --fine W \
+                       --codec W --hubert W --layer 6 --kmeans km.npz              AudioLM continuation
     speechjax tpu      create|describe|setup|run|logs|stop|delete --pod NAME --zone Z [--dry-run]
     speechjax sweep    run --config configs/X.py:preset --sweep sweeps/Y.py --workdir DIR | report ...
     speechjax plan     --config configs/X.py:preset --topology v4-64      per-chip memory, step time
@@ -38,6 +40,7 @@ VERBS = {
     "eval": "speechjax.eval.transcribe",
     "analyze": "speechjax.eval.analyze",
     "codec": "speechjax.eval.codec",
+    "generate": "speechjax.eval.generate",
     "tpu": "launch.tpu",
     "sweep": "launch.sweep",
     "plan": "launch.plan",

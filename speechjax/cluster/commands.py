@@ -85,7 +85,8 @@ def label(data_dir, feature_dir, centroids, out, name="km") -> None:
     by_split, rate = {}, None
     for split in records.read_meta(data_dir).splits:
       by_split[split], rate = labeling.assign_split(feature_dir, split, centroids)
-    missing = labeling.write_labeled_records(data_dir, out, name, by_split, rate, len(centroids))
+    missing = labeling.write_labeled_records(
+        data_dir, out, [labeling.LabelStream(name, by_split, rate, len(centroids))])
     print(json.dumps({"out": out, "rate": rate, "k": len(centroids),
                       "utterances_without_features": missing}))
   mesh.on_process_zero(f"label {out}", write)

@@ -60,7 +60,11 @@ def mfcc_extractor() -> tuple[Extractor, int]:
 def layer_extractor(checkpoint: str, layer: int) -> tuple[Extractor, int]:
   """Hidden states after transformer layer `layer` (1-based) of a checkpoint's encoder; 50 Hz."""
   import speechjax   # the checkpoint's own config rebuilds the model
-  config, model, params = speechjax.load(checkpoint)
+  return layer_forward(*speechjax.load(checkpoint), layer), 50
+
+
+def layer_forward(config, model, params, layer: int) -> Extractor:
+  """(audio [B,T], lengths [B]) → (hidden states after layer `layer` [B,F,D], frame counts [B])."""
   num_layers = config.model.num_hidden_layers
   if not 1 <= layer <= num_layers:
     raise ValueError(f"layer={layer}: the checkpoint's encoder has layers 1..{num_layers}")
@@ -74,7 +78,7 @@ def layer_extractor(checkpoint: str, layer: int) -> tuple[Extractor, int]:
     mask = np.arange(audio.shape[1])[None, :] < lengths[:, None]
     feats, counts = forward(audio, mask)
     return np.asarray(feats), np.asarray(counts)
-  return extract, 50
+  return extract
 
 
 def make_extractor(kind: str, checkpoint: str = "", layer: int = 0) -> tuple[Extractor, int]:

@@ -1,13 +1,14 @@
 """Cluster labels: apply k-means centroids to dumped features, write them into records, measure quality.
 
-`write_labeled_records` copies a prepared data set and adds `labels/<name>` to every record (the serialized
-tf.train.Example is extended in place, audio bytes untouched), so the pretraining pipeline crops labels with
+`write_labeled_records` copies a prepared data set and adds `labels/<name>` of one or more label streams to
+every record (the serialized tf.train.Example is extended in place, audio bytes untouched), so the pretraining pipeline crops labels with
 the audio. Label frame i of an MFCC dump covers samples [160 i, 160 i + 400) — the same window as model
 frame t = i / 2 — so labels are stored at the dump's rate (100 or 50 Hz) and padded with −1 to
 num_samples // hop frames, as the record format requires. Utterances without features get all −1 (counted).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -30,47 +31,57 @@ def assign_split(feature_dir: str, split: str, centroids: np.ndarray) -> tuple[d
   return out, rate
 
 
-def _with_labels(serialized: bytes, name: str, labels_by_id: dict, hop: int) -> tuple[bytes, bool]:
-  example = tf.train.Example.FromString(serialized)
+def _add_labels(example, name: str, labels_by_id: dict, hop: int) -> tuple[np.ndarray, bool]:
+  """Sets `labels/<name>` of a tf.train.Example in place (−1 past the utterance's labels); returns the
+  values written and whether the utterance had labels."""
   feats = example.features.feature
   uid = feats["id"].bytes_list.value[0].decode()
-  frames = feats["num_samples"].int64_list.value[0] // hop
-  values = np.full(frames, -1, np.int64)
+  values = np.full(feats["num_samples"].int64_list.value[0] // hop, -1, np.int64)
   found = uid in labels_by_id
   if found:
-    ids = labels_by_id[uid][:frames]
+    ids = labels_by_id[uid][:len(values)]
     values[:len(ids)] = ids
   feats[f"labels/{name}"].int64_list.value[:] = values.tolist()
-  return example.SerializeToString(), found
+  return values, found
 
 
-def write_labeled_records(data_dir: str, out_dir: str, name: str, labels_by_split: dict, rate: int,
-                          num_classes: int) -> dict:
-  """Copies `data_dir` to `out_dir` adding `labels/<name>`; writes fairseq `<split>.km` + `dict.<name>.txt`.
-  Returns {split: number of utterances that had no features (labelled −1)}."""
+@dataclasses.dataclass(frozen=True)
+class LabelStream:
+  """One label set to add to records: `labels/<name>` at `rate` Hz, ids in [0, num_classes)."""
+  name: str
+  by_split: dict        # {split: {utterance id: ids [frames] int}}
+  rate: int
+  num_classes: int
+
+
+def write_labeled_records(data_dir: str, out_dir: str, streams: list[LabelStream]) -> dict:
+  """Copies `data_dir` to `out_dir` adding `labels/<name>` of every stream; writes fairseq `<split>.<name>`
+  + `dict.<name>.txt` per stream. Returns {split: utterances without labels (labelled −1), over streams}."""
   meta = records.read_meta(data_dir)
-  hop = records.SAMPLE_RATE // rate
   missing, splits = {}, {}
+  ordered = {s.name: {} for s in streams}   # .km lines hold the real frames only, in record order
   for split, info in meta.splits.items():
-    labels_by_id = labels_by_split.get(split, {})
     missing[split] = 0
-    ordered = []
     with records.ShardedWriter(out_dir, split, len(info.shards)) as writer:
       for shard in info.shards:
         for serialized in tf.data.TFRecordDataset(os.path.join(data_dir, shard)).as_numpy_iterator():
-          record, found = _with_labels(serialized, name, labels_by_id, hop)
-          missing[split] += not found
-          example = tf.train.Example.FromString(record)
-          values = np.asarray(example.features.feature[f"labels/{name}"].int64_list.value)
-          ordered.append(values[values >= 0])   # .km lines hold the real frames only
-          writer.write(record, example.features.feature["num_samples"].int64_list.value[0])
+          example = tf.train.Example.FromString(serialized)
+          for stream in streams:
+            values, found = _add_labels(example, stream.name, stream.by_split.get(split, {}),
+                                        records.SAMPLE_RATE // stream.rate)
+            missing[split] += not found
+            ordered[stream.name].setdefault(split, []).append(values[values >= 0])
+          writer.write(example.SerializeToString(), example.features.feature["num_samples"].int64_list.value[0])
     splits[split] = writer.info
-    km_files.write_km(os.path.join(out_dir, f"{split}.{name}"), ordered)
-  km_files.write_dict(os.path.join(out_dir, f"dict.{name}.txt"), num_classes)
   labels = dict(meta.labels)
-  labels[name] = records.LabelSet(frame_rate=rate, num_classes=num_classes)
+  for stream in streams:
+    for split, lines in ordered[stream.name].items():
+      km_files.write_km(os.path.join(out_dir, f"{split}.{stream.name}"), lines)
+    km_files.write_dict(os.path.join(out_dir, f"dict.{stream.name}.txt"), stream.num_classes)
+    labels[stream.name] = records.LabelSet(frame_rate=stream.rate, num_classes=stream.num_classes)
+  names = " + ".join(s.name for s in streams)
   records.write_meta(out_dir, records.DatasetMeta(splits=splits, labels=labels,
-                                                  source=f"{meta.source} + {name} labels"))
+                                                  source=f"{meta.source} + {names} labels"))
   return missing
 
 

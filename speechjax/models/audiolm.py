@@ -11,15 +11,15 @@ Acoustic levels are flattened time-major (`codebook_patterns` "flatten"). Consec
 tokens are removed (`dedup`), which makes lengths vary per row: every sequence is packed to the front
 (`pack`) and padded to the static length of its crop.
 
-Generation (`continue_tokens`, `continue_audio`): prompt → semantic (stage 1) → coarse (stage 2, given
+Generation (`continue_tokens`): prompt → semantic (stage 1) → coarse (stage 2, given
 all semantic tokens and the coarse prompt) → fine (stage 3, given all coarse tokens and the fine prompt)
 → codec decode. Each stage samples only ids of the stream its position holds (`token_lm.generate`'s
-`token_range`). Stage 3 runs over the whole length at once (AudioLM: 3 s chunks).
+`token_range`). Stage 3 runs in non-overlapping chunks (AudioLM: 3 s), all chunks as one batch.
+`speechjax generate` (speechjax.eval.generate) wires this to wav files and checkpoints.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -112,16 +112,6 @@ def stage_sequence(stage: str, vocab: Vocab, semantic=None, codes=None, remove_d
   return jnp.where(mask, tokens, BOS), mask, target & mask
 
 
-class Codec(Protocol):
-  """What AudioLM needs of a neural codec (SoundStream)."""
-
-  def encode(self, audio, n_q: int):
-    """audio [B, T] float32 → codes [B, F, n_q] int32."""
-
-  def decode(self, codes):
-    """codes [B, F, Q] → audio [B, T]."""
-
-
 def _range(batch: int, start: int, low, high):
   """`token_lm.generate`'s token_range [B, L]: [low, high) per position (numpy [L]) from `start` on; the
   prompt positions before it are unconstrained."""
@@ -144,16 +134,48 @@ def _sample(stage, models, prompt, prompt_length, rng, length, token_range, temp
                            token_range=token_range)
 
 
+def fine_codes(models: dict, vocab: Vocab, coarse_codes, fine_prompt, chunk_frames: int, rng,
+               temperature: float = 0.6, top_k: int = 0):
+  """Stage 3 in non-overlapping chunks (AudioLM: 3 s): coarse codes [B, F, Q'] and the prompt's fine codes
+  [B, F', Q − Q'] (F' ≤ F) → fine codes [B, F, Q − Q']. Chunk c is sampled from [BOS, coarse of its frames,
+  fine of its prompt frames]; all chunks of all rows run as one batch of B · ceil(F / chunk_frames) rows."""
+  batch, frames, coarse = coarse_codes.shape
+  fine, known = vocab.levels - coarse, fine_prompt.shape[1]
+  chunks = -(-frames // chunk_frames)
+  pad = chunks * chunk_frames - frames
+
+  def to_chunks(codes):   # [B, F, q] -> [B · chunks, chunk_frames, q]
+    codes = jnp.pad(codes, [(0, 0), (0, pad), (0, 0)])
+    return codes.reshape(batch * chunks, chunk_frames, codes.shape[-1])
+  fine_known = jnp.pad(fine_prompt, [(0, 0), (0, frames - known), (0, 0)])
+  ids = jnp.concatenate([jnp.zeros([batch * chunks, 1], jnp.int32),
+                         acoustic_ids(to_chunks(coarse_codes), vocab, 0, coarse)[0],
+                         acoustic_ids(jnp.concatenate([jnp.zeros_like(to_chunks(coarse_codes)),
+                                                       to_chunks(fine_known)], -1),
+                                      vocab, coarse, vocab.levels)[0]], axis=1)
+  start = 1 + chunk_frames * coarse
+  known_in_chunk = np.clip(known - np.arange(chunks) * chunk_frames, 0, chunk_frames)
+  prompt_length = jnp.asarray(np.tile(start + known_in_chunk * fine, batch), jnp.int32)
+  length = start + chunk_frames * fine
+  out = _sample("fine", models, ids, prompt_length, rng, length,
+                _acoustic_range(vocab, batch * chunks, length, start, coarse, vocab.levels), temperature, top_k)
+  offsets = jnp.array([vocab.acoustic_offset(q) for q in range(coarse, vocab.levels)])
+  codes = out[:, start:].reshape(batch, chunks * chunk_frames, fine) - offsets
+  return codes[:, :frames]
+
+
 def continue_tokens(models: dict, vocab: Vocab, semantic_prompt, codes_prompt, semantic_frames: int,
-                    acoustic_frames: int, rng, temperatures=(0.6, 0.8, 0.6), top_k: int = 0):
+                    acoustic_frames: int, rng, temperatures=(0.6, 0.8, 0.6), top_k: int = 0,
+                    fine_chunk_frames: int = 0):
   """Continues prompts through the three stages; jit-able with everything but the arrays static.
 
   models {stage: (model config, params)}; semantic_prompt [B, F_s'] (−1 = padding), codes_prompt
   [B, F_a', Q] (the same F_a' frames for every row) → (semantic ids [B, semantic_frames] (runs
-  deduplicated, as the stages were trained), codes [B, acoustic_frames, Q])."""
+  deduplicated, as the stages were trained), codes [B, acoustic_frames, Q]). Stage 3 runs in chunks of
+  `fine_chunk_frames` (0 = all frames at once)."""
   batch = codes_prompt.shape[0]
   rngs = jax.random.split(rng, 3)
-  coarse, levels = vocab.coarse_levels, vocab.levels
+  coarse = vocab.coarse_levels
   # stage 1: [BOS, semantic...]
   tokens, mask, _ = stage_sequence("semantic", vocab, semantic_prompt)
   length = 1 + semantic_frames
@@ -167,24 +189,9 @@ def continue_tokens(models: dict, vocab: Vocab, semantic_prompt, codes_prompt, s
   length = 1 + semantic_frames + acoustic_frames * coarse
   out = _sample("coarse", models, prefix, jnp.full([batch], prefix.shape[1]), rngs[1], length,
                 _acoustic_range(vocab, batch, length, 1 + semantic_frames, 0, coarse), temperatures[1], top_k)
-  coarse_ids = out[:, 1 + semantic_frames:]
-  # stage 3: [BOS, coarse levels of every frame, fine levels of every frame]
-  prefix = jnp.concatenate([jnp.zeros([batch, 1], jnp.int32), coarse_ids,
-                            acoustic_ids(codes_prompt, vocab, coarse, levels)[0]], axis=1)
-  length = 1 + acoustic_frames * levels
-  start = 1 + acoustic_frames * coarse
-  out = _sample("fine", models, prefix, jnp.full([batch], prefix.shape[1]), rngs[2], length,
-                _acoustic_range(vocab, batch, length, start, coarse, levels), temperatures[2], top_k)
-  offsets = jnp.array([vocab.acoustic_offset(q) for q in range(levels)])
-  coarse_codes = coarse_ids.reshape(batch, acoustic_frames, coarse)
-  fine_codes = out[:, start:].reshape(batch, acoustic_frames, levels - coarse)
-  return semantic - 1, jnp.concatenate([coarse_codes, fine_codes], axis=-1) - offsets
-
-
-def continue_audio(codec: Codec, models: dict, vocab: Vocab, semantic_prompt, prompt_audio,
-                   semantic_frames: int, acoustic_frames: int, rng, **sampling):
-  """Prompt audio [B, T] (+ its semantic tokens [B, F_s']) → audio [B, T'] of `acoustic_frames` frames."""
-  codes_prompt = codec.encode(prompt_audio, vocab.levels)
-  _, codes = continue_tokens(models, vocab, semantic_prompt, codes_prompt, semantic_frames,
-                             acoustic_frames, rng, **sampling)
-  return codec.decode(codes)
+  offsets = jnp.array([vocab.acoustic_offset(q) for q in range(coarse)])
+  coarse_codes = out[:, 1 + semantic_frames:].reshape(batch, acoustic_frames, coarse) - offsets
+  # stage 3: fine levels given the coarse ones, chunk by chunk
+  fine = fine_codes(models, vocab, coarse_codes, codes_prompt[..., coarse:],
+                    fine_chunk_frames or acoustic_frames, rngs[2], temperatures[2], top_k)
+  return semantic - 1, jnp.concatenate([coarse_codes, fine], axis=-1)

@@ -120,3 +120,19 @@ def test_audiolm_continuation_emits_each_stream_in_its_range():
   assert semantic[1, 0] == 4 and semantic.min() >= 0 and semantic.max() < 6
   np.testing.assert_array_equal(codes[:, :2], codes_prompt)
   assert codes.min() >= 0 and codes.max() < 5
+
+
+def test_audiolm_fine_stage_chunks_see_only_their_own_coarse_codes():
+  vocab = audiolm.Vocab(semantic=6, codebook=5, levels=3, coarse_levels=1)
+  cfg = _config(vocab_size=vocab.size("fine"), max_length=32, num_layers=1)
+  models = {"fine": (cfg, _params(cfg))}
+  coarse = jax.random.randint(jax.random.PRNGKey(1), [2, 10], 0, 5)[..., None]
+  prompt = jnp.array([[[1, 2]] * 3] * 2)        # fine codes of the first 3 frames
+  run = jax.jit(lambda c: audiolm.fine_codes(models, vocab, c, prompt, 4, jax.random.PRNGKey(2), 1.0))
+  fine = run(coarse)
+  assert fine.shape == (2, 10, 2) and fine.min() >= 0 and fine.max() < 5
+  np.testing.assert_array_equal(fine[:, :3], prompt)
+  changed = run(coarse.at[:, 4:8].set((coarse[:, 4:8] + 1) % 5))   # chunk 2 of 3 (frames 4..7)
+  np.testing.assert_array_equal(changed[:, :4], fine[:, :4])
+  np.testing.assert_array_equal(changed[:, 8:], fine[:, 8:])
+  assert not np.array_equal(changed[:, 4:8], fine[:, 4:8])

@@ -8,7 +8,7 @@ from flax import linen as nn
 import harness
 from speechjax import config
 from speechjax.cluster import tokenize
-from speechjax.data import labels
+from speechjax.data import labels, records
 from speechjax.tasks import get_task, masked_token_lm
 
 
@@ -27,16 +27,22 @@ def test_combine_codes_is_a_mixed_radix_number():
 
 def test_tokenized_ids_train_a_masked_token_bert(synth_records, tmp_path):
   tokenizer = _tokenizer()
-  uids, sequences = tokenize.tokenize_split(synth_records, "train", tokenizer)
-  tokenize.write_split(str(tmp_path), "train", uids, sequences)
-  assert tokenizer.vocab_size == 1024 and tokenizer.rate == 100
-  assert open(tmp_path / "train.ids").read().split() == uids
-  read = labels.read_km(str(tmp_path / "train.km"))
+  assert tokenizer.vocab_size == 1024 and tokenizer.rate == 100 and tokenizer.streams == ("km",)
+  by_split = {split: tokenize.tokenize_split(synth_records, split, tokenizer)
+              for split in records.read_meta(synth_records).splits}
+  out = str(tmp_path / "tokens")
+  tokenize.write(synth_records, out, tokenizer, by_split, {"model": "vq-wav2vec"})
+  uids, sequences = by_split["train"]
+  assert open(f"{out}/train.ids").read().split() == uids
+  read = labels.read_km(f"{out}/train.km")
   assert [len(s) for s in read] == [len(s) for s in sequences] and all(len(s) > 50 for s in read)
+  np.testing.assert_array_equal(read[0], sequences[0][:, 0])
+  meta = records.read_meta(out)
+  assert meta.labels["km"].num_classes == 1024 and meta.labels["km"].frame_rate == 100
   print(f"{len(uids)} utterances, {sum(map(len, read))} ids, {len(np.unique(np.concatenate(read)))} distinct")
 
   task = get_task(config.load(f"{harness.REPO}/configs/vq_wav2vec_bert.py:tiny", []))
-  batches = masked_token_lm.km_batches(str(tmp_path / "train.km"), 8, 64)
+  batches = masked_token_lm.km_batches(f"{out}/train.km", 8, 64)
   state = jax.jit(task.init_state)(jax.random.PRNGKey(0), next(batches))
   step = jax.jit(task.train_step)
   losses = []
