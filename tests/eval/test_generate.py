@@ -1,53 +1,19 @@
 """`speechjax tokenize` (hubert, soundstream) and `speechjax generate` end to end on checkpoints of every part
 (random weights: this tests the plumbing; learning is shown in the token-LM task tests and the README)."""
-import jax
 import numpy as np
 import pytest
 import soundfile as sf
 
-import harness
-from speechjax import cli, config
-from speechjax.cluster import kmeans, tokenize
+import audiolm_parts
+from speechjax import cli
+from speechjax.cluster import tokenize
 from speechjax.data import labels, records
 from speechjax.eval.codec import Codec
-from speechjax.tasks import get_task
-from speechjax.train import checkpoint
-
-CODEC = ["--config.model.channels=2", "--config.model.embedding_dim=8", "--config.model.num_quantizers=4",
-         "--config.model.codebook_size=16"]
-LM = ["--config.model.hidden_size=16", "--config.model.num_layers=1", "--config.model.num_heads=2",
-      "--config.model.intermediate_size=32", "--config.task.semantic_vocab=8", "--config.task.codebook_size=16",
-      "--config.task.levels=4", "--config.task.coarse_levels=2"]
-VOCAB = {"semantic": 9, "coarse": 41, "fine": 73}            # 1 + 8 + levels · 16
-MAX_LENGTH = {"semantic": 64, "coarse": 256, "fine": 41}      # fine: chunks of (41 − 1) / 4 = 10 frames
-CROP = {"semantic": 16000, "coarse": 16000, "fine": 3200}
-
-
-def _save_initial(config_path: str, overrides: list, workdir: str) -> str:
-  cfg = config.load(f"{harness.REPO}/configs/{config_path}", overrides)
-  task = get_task(cfg)
-  state = jax.jit(task.init_state)(jax.random.PRNGKey(0), checkpoint.example_batch(cfg, 1))
-  saver = checkpoint.Checkpointer(workdir, cfg.checkpoint, config.to_json(cfg))
-  saver.save(0, state, {"epoch": 0, "batch": 0}, force=True)
-  saver.close()
-  return workdir
 
 
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
-  root = tmp_path_factory.mktemp("parts")
-  out = {"codec": _save_initial("soundstream.py:tiny", CODEC, str(root / "codec")),
-         "hubert": _save_initial("hubert.py:tiny", [], str(root / "hubert"))}
-  for stage in VOCAB:
-    out[stage] = _save_initial(f"token_lm.py:{stage}_tiny", LM + [
-        f"--config.model.vocab_size={VOCAB[stage]}", f"--config.model.max_length={MAX_LENGTH[stage]}",
-        f"--config.data.max_sample_size={CROP[stage]}", "--config.data.min_sample_size=0"],
-                               str(root / stage))
-  hidden = config.load(f"{harness.REPO}/configs/hubert.py:tiny", []).model.hidden_size
-  centroids = np.random.default_rng(0).normal(size=(8, hidden)).astype(np.float32)
-  out["kmeans"] = str(root / "km.npz")
-  kmeans.save(out["kmeans"], kmeans.KMeansResult(centroids, np.ones(8, np.int64), 1.0, [1.0], 8, 1, True, 0))
-  return out
+  return audiolm_parts.build(tmp_path_factory.mktemp("parts"))
 
 
 def test_tokenize_adds_semantic_then_acoustic_streams(parts, synth_records, tmp_path):
@@ -80,7 +46,7 @@ def test_generate_continues_a_prompt_wav(parts, synth_records, tmp_path):
   sf.write(prompt, audio, 16000)
   args = ["generate", "--prompt", prompt, "--out", out, "--codec", parts["codec"], "--hubert",
           parts["hubert"], "--layer", "2", "--kmeans", parts["kmeans"], "--top-k", "4"] + [
-              a for stage in VOCAB for a in (f"--{stage}", parts[stage])]
+              a for stage in audiolm_parts.VOCAB for a in (f"--{stage}", parts[stage])]
   assert cli.main(args + ["--seconds", "0.5"]) == 0
   generated, rate = sf.read(out, dtype="float32")
   assert rate == 16000 and generated.shape == ((25 + 25) * 320,) and np.isfinite(generated).all()
