@@ -4,14 +4,17 @@
         --config.data.path=LABELED --config.data.labels="('km',)" --config.task.semantic_labels=km \
         --config.task.semantic_rate=100
 
-Presets:
+Presets (`configs/token_lm.py:PRESET` or `PRESET,tokens`):
     semantic_tiny   stage 1 on 50 Hz phone labels of the tiny synthetic corpus (a stand-in for k-means
                     units; point it at `speechjax label` output for real ones), 3 s crops
     coarse_tiny     stage 2: semantic + the first 2 of 4 RVQ levels, 1 s crops
     fine_tiny       stage 3: levels 3–4 given levels 1–2, 0.5 s crops
     soundstorm_tiny all 4 levels in parallel from semantic tokens, 2 s crops
-The acoustic stages read `acoustic_codes` [B, F, 4] (or 4 label sets named by `task.acoustic_labels`);
-prepared records carry them once a codec has labelled the corpus.
+The acoustic stages read `acoustic_codes` [B, F, 4] (or 4 label sets named by `task.acoustic_labels`).
+`,tokens` reads `speechjax tokenize` output instead (README, "AudioLM end to end"): semantic tokens `km`
+(HuBERT layer k-means, K = 100, 50 Hz), acoustic tokens `codec0`…`codec3` (the first 4 RVQ levels of
+configs/soundstream.py:tiny, 256 codes, 50 Hz), and longer crops (semantic 3 s, coarse 2 s, fine 0.5 s,
+SoundStorm 2 s) so that `speechjax generate` can continue a 1 s prompt by 1 s within the trained lengths.
 (AudioLM's crops are 30 / 10 / 3 s; its models are `model_config("base")`.)
 """
 import ml_collections
@@ -22,9 +25,11 @@ from speechjax.parallel import mesh
 from speechjax.train import optim, trainer
 
 CROP_SECONDS = {"semantic_tiny": 3.0, "coarse_tiny": 1.0, "fine_tiny": 0.5, "soundstorm_tiny": 2.0}
+TOKENS_CROP_SECONDS = {"semantic_tiny": 3.0, "coarse_tiny": 2.0, "fine_tiny": 0.5, "soundstorm_tiny": 2.0}
+TOKENS = dict(semantic_labels="km", codebook_size=256, acoustic_labels=("codec0", "codec1", "codec2", "codec3"))
 
 
-def task_config(stage: str) -> ml_collections.ConfigDict:
+def task_config(stage: str, tokens: bool) -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict(dict(
       name="token_lm", semantic_labels="phone_20ms", semantic_rate=50, acoustic_rate=50, acoustic_labels=()))
   if stage == "soundstorm":
@@ -32,27 +37,38 @@ def task_config(stage: str) -> ml_collections.ConfigDict:
   else:
     cfg.update(dict(stage=stage, semantic_vocab=100, remove_duplicates=True, codebook_size=64, levels=4,
                     coarse_levels=2))
+  if tokens:
+    cfg.update({k: v for k, v in TOKENS.items() if k in cfg})
   return cfg
 
 
+def data_labels(stage: str, task) -> tuple:
+  semantic = () if stage == "fine" else (task.semantic_labels,)
+  return semantic + (() if stage == "semantic" else tuple(task.acoustic_labels))
+
+
 def get_config(arg=None):
-  preset = arg or "semantic_tiny"
-  if preset not in CROP_SECONDS:
-    raise ValueError(f"configs/token_lm.py: unknown preset {preset!r} (have {list(CROP_SECONDS)})")
+  preset, *options = (arg or "semantic_tiny").split(",")
+  if preset not in CROP_SECONDS or set(options) - {"tokens"}:
+    raise ValueError(f"configs/token_lm.py: unknown preset {arg!r} (have {list(CROP_SECONDS)}, each "
+                     f"optionally followed by ',tokens')")
+  tokens = "tokens" in options
   stage = preset.removesuffix("_tiny")
   cfg = ml_collections.ConfigDict()
-  cfg.task = task_config(stage)
+  cfg.task = task_config(stage, tokens)
   if stage == "soundstorm":
     cfg.model = soundstorm.model_config("tiny")
+    if tokens:
+      cfg.model.codebook_size = TOKENS["codebook_size"]
   else:
     vocab = audiolm.Vocab(cfg.task.semantic_vocab, cfg.task.codebook_size, cfg.task.levels,
                           cfg.task.coarse_levels)
     cfg.model = token_lm.model_config("tiny", vocab.size(stage))
   cfg.data = pipeline.default_config()
   cfg.data.path = "data/synth-tiny/records"
-  cfg.data.labels = (cfg.task.semantic_labels,)
+  cfg.data.labels = data_labels(stage, cfg.task) if tokens else (cfg.task.semantic_labels,)
   cfg.data.batch_size, cfg.data.min_sample_size = 8, 8000
-  cfg.data.max_sample_size = int(CROP_SECONDS[preset] * 16000)
+  cfg.data.max_sample_size = int((TOKENS_CROP_SECONDS if tokens else CROP_SECONDS)[preset] * 16000)
   cfg.optim = optim.default_config()
   cfg.optim.lr, cfg.optim.warmup_steps, cfg.optim.clip_norm, cfg.optim.weight_decay = 2e-3, 100, 1.0, 0.1
   cfg.train = trainer.default_train_config()

@@ -1,6 +1,15 @@
 import os
+import tempfile
 
 import pytest
+
+# One persistent XLA compilation cache per test run, shared by the xdist workers and every subprocess the
+# tests start (they inherit the environment): the same tiny programs compile in many tests (the HuBERT
+# loop's resume test recompiles what its uninterrupted run compiled). Entries are keyed by the program and
+# the compile options, so a hit runs the identical executable. Set before any test imports jax.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="speechjax-test-xla-cache-")
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@
 
 prompt wav → semantic tokens (k-means ids of the encoder's layer L, as `speechjax tokenize --model hubert`)
 and acoustic tokens (codec codes, `--model soundstream`) → stage 1 continues the semantic tokens → stage 2
-the coarse levels → stage 3 the fine levels (in chunks of the fine model's training crop) → codec decode.
+the coarse levels → stage 3 the fine levels (in chunks of the fine stage's training crop) → codec decode.
 The wav holds the prompt (its codec round trip) followed by `--seconds` of continuation.
 
 Lengths: the prompt is cut to whole codec frames; the continuation has round(seconds · frame rate) frames.
@@ -31,6 +31,7 @@ class Generator:
   vocab: audiolm.Vocab
   codec: object                     # speechjax.eval.codec.Codec
   semantic_tokenizer: object        # speechjax.cluster.tokenize.Tokenizer (one stream)
+  fine_chunk_frames: int            # stage 3 runs in chunks of its training crop
 
   @classmethod
   def load(cls, stages: dict, codec: str, hubert: str, layer: int, kmeans_path: str) -> "Generator":
@@ -50,6 +51,8 @@ class Generator:
         raise ValueError(f"--{stage}: task vocabulary {this} differs from the other stages' {vocab}")
       vocab, models[stage] = this, (config.model, params)
       rates[stage] = (config.task.semantic_rate, config.task.acoustic_rate)
+      if stage == "fine":
+        fine_chunk = token_lm_task.frames(config, config.task.acoustic_rate)
     codec = Codec.load(codec)
     frame_rate = codec.sample_rate / codec.hop
     _check(codec.config.model.codebook_size == vocab.codebook, "codec codebook_size",
@@ -64,7 +67,7 @@ class Generator:
            f"<= task.semantic_vocab={vocab.semantic}")
     _check(all(r[0] == semantic.rate for r in rates.values() if r[0]), "task.semantic_rate",
            {s: r[0] for s, r in rates.items()}, f"the semantic tokenizer's rate {semantic.rate}")
-    return cls(models, vocab, codec, semantic)
+    return cls(models, vocab, codec, semantic, fine_chunk)
 
   def lengths(self, prompt_semantic: np.ndarray, prompt_frames: int, seconds: float) -> tuple[int, int]:
     """(semantic tokens, acoustic frames) of prompt + continuation; raises if a stage cannot hold them."""
@@ -81,9 +84,6 @@ class Generator:
                          f"({semantic} semantic tokens) but its model.max_length is {limit}; shorten the "
                          f"prompt or --seconds")
     return semantic, frames
-
-  def fine_chunk_frames(self) -> int:
-    return (self.models["fine"][0].max_length - 1) // self.vocab.levels
 
   def continue_prompt(self, audio: np.ndarray, seconds: float, seed: int = 0,
                       temperatures=(0.6, 0.8, 0.6), top_k: int = 0) -> np.ndarray:
@@ -102,7 +102,7 @@ class Generator:
     def run(params, semantic_prompt, codes_prompt, rng):   # params traced, not baked in as constants
       models = {stage: (configs[stage], params[stage]) for stage in configs}
       return audiolm.continue_tokens(models, self.vocab, semantic_prompt, codes_prompt, semantic_frames,
-                                     frames, rng, tuple(temperatures), top_k, self.fine_chunk_frames())
+                                     frames, rng, tuple(temperatures), top_k, self.fine_chunk_frames)
     _, codes = run({stage: p for stage, (_, p) in self.models.items()},
                    prompt_semantic[None].astype(np.int32), codes_prompt, jax.random.PRNGKey(seed))
     return self.codec.decode(np.asarray(codes))[0]
