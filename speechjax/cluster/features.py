@@ -89,6 +89,12 @@ def make_extractor(kind: str, checkpoint: str = "", layer: int = 0) -> tuple[Ext
   raise ValueError(f"features kind={kind!r}: expected 'mfcc' or 'layer'")
 
 
+# Padding length per batch (samples). The first conv layer's GroupNorm of HuBERT / wav2vec 2.0 (fairseq's
+# "default" extractor) normalises over padded time too, so features depend slightly on the padding: dump and
+# tokenize share this bucket and batch size, so `tokenize --model hubert` reproduces the labels of the loop.
+BUCKET, BATCH_SIZE = 32000, 8
+
+
 def padded_batches(utts: Iterator[dict], batch_size: int, bucket: int):
   """Groups utterances into zero-padded batches: (ids, audio [B, T_bucket], lengths [B])."""
   group = []
@@ -110,7 +116,7 @@ def _pad(group, bucket):
 
 
 def dump(data_dir: str, split: str, out_dir: str, extractor: Extractor, rate: int, kind: str,
-         rank: int = 0, count: int = 1, batch_size: int = 8, bucket: int = 32000) -> dict:
+         rank: int = 0, count: int = 1, batch_size: int = BATCH_SIZE, bucket: int = BUCKET) -> dict:
   """Writes this host's shard of features (see the module doc); returns the shard's JSON summary."""
   tf.io.gfile.makedirs(out_dir)
   base = shard_base(out_dir, split, rank, count)

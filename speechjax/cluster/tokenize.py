@@ -101,8 +101,8 @@ def soundstream_tokenizer(config, model, params, n_q: int) -> Tokenizer:
                    records.SAMPLE_RATE // codec.hop)
 
 
-def tokenize_split(data_dir: str, split: str, tokenizer: Tokenizer, batch_size: int = 8,
-                   bucket: int = 16000) -> tuple[list[str], list[np.ndarray]]:
+def tokenize_split(data_dir: str, split: str, tokenizer: Tokenizer, batch_size: int = features.BATCH_SIZE,
+                   bucket: int = features.BUCKET) -> tuple[list[str], list[np.ndarray]]:
   """(utterance ids, ids [F_i, S] per utterance) of one prepared split, in record order."""
   uids, sequences = [], []
   for batch_ids, audio, lengths in features.padded_batches(features.utterances(data_dir, split), batch_size,
@@ -150,7 +150,7 @@ def add_arguments(parser):
   parser.add_argument("--layer", type=int, help="hubert: 1-based transformer layer")
   parser.add_argument("--kmeans", help="hubert: centroids from `speechjax kmeans`")
   parser.add_argument("--n_q", type=int, default=0, help="soundstream: RVQ levels (0 = all)")
-  parser.add_argument("--batch-size", type=int, default=8)
+  parser.add_argument("--batch-size", type=int, default=features.BATCH_SIZE)
 
 
 def run(args) -> int:

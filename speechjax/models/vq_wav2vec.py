@@ -33,7 +33,8 @@ from speechjax.nn.quantizers import GumbelVectorQuantizer, KMeansVectorQuantizer
 from speechjax.nn.transformer import linear_inits
 
 VQ_TYPES = ("gumbel", "kmeans")
-_VQ = dict(model_type="vq_wav2vec", vq_type="gumbel", vq_groups=2, vq_vars=320, vq_gamma=0.25)
+_VQ = dict(model_type="vq_wav2vec", vq_type="gumbel", vq_groups=2, vq_vars=320, vq_gamma=0.25,
+           vq_input_norm=False, vq_codebook_init_std=0.01)
 
 # preset → (wav2vec preset of the network, quantizer overrides)
 _PRESETS = {
@@ -73,13 +74,17 @@ def quantize(cfg, z, frame_mask, train: bool, temperature):
   dtype, width = jnp.dtype(cfg.dtype), z.shape[-1]
   if cfg.vq_type == "gumbel":
     hidden = nn.Dense(2 * width, dtype=dtype, name="vq_input", **linear_inits("conv_in", "conv_out", width))
+    h = nn.gelu(hidden(z), approximate=False)
+    if cfg.vq_input_norm:   # unit-scale input to the N(0, 1) logits projection: logits ≫ Gumbel noise
+      h = nn.LayerNorm(dtype=dtype, name="vq_input_norm", **norm_inits("conv_out"))(h)
     return GumbelVectorQuantizer(cfg.vq_groups, cfg.vq_vars, width, dtype, name="quantizer")(
-        nn.gelu(hidden(z), approximate=False), frame_mask, temperature, train)
+        h, frame_mask, temperature, train)
   ze = nn.Conv(width, (1,), use_bias=False, feature_group_count=cfg.vq_groups, dtype=dtype, name="vq_input",
                kernel_init=logical(nn.initializers.lecun_normal(), None, "conv_in", "conv_out"))(z)
   ze = nn.GroupNorm(num_groups=cfg.vq_groups, epsilon=1e-5, dtype=dtype, name="vq_norm",
                     **norm_inits("conv_out"))(ze.reshape(-1, width)).reshape(ze.shape)
-  return KMeansVectorQuantizer(cfg.vq_groups, cfg.vq_vars, cfg.vq_gamma, name="quantizer")(ze, frame_mask)
+  return KMeansVectorQuantizer(cfg.vq_groups, cfg.vq_vars, cfg.vq_gamma, cfg.vq_codebook_init_std,
+                               name="quantizer")(ze, frame_mask)
 
 
 class VqWav2Vec(nn.Module):

@@ -79,17 +79,18 @@ class KMeansVectorQuantizer(nn.Module):
       code_perplexity f32 [] of the hard code counts
 
   Each group's C/G channels are matched to that group's codebook by Euclidean distance, computed as
-  ‖z‖² − 2 z·e + ‖e‖² (one matmul). Parameter `codebook` [G, V, C/G], N(0, 0.01²) init."""
+  ‖z‖² − 2 z·e + ‖e‖² (one matmul). Parameter `codebook` [G, V, C/G], N(0, init_std²) init (fairseq: 0.01)."""
   num_groups: int
   num_vars: int
   gamma: float = 0.25
+  init_std: float = 0.01
 
   @nn.compact
   def __call__(self, x, mask):
     channels = x.shape[-1]
     if channels % self.num_groups:
       raise ValueError(f"input channels {channels} are not divisible by vq_groups={self.num_groups}")
-    codebook = self.param("codebook", logical(nn.initializers.normal(0.01), None, "codebook", None),
+    codebook = self.param("codebook", logical(nn.initializers.normal(self.init_std), None, "codebook", None),
                           (self.num_groups, self.num_vars, channels // self.num_groups))
     z = x.astype(jnp.float32).reshape(*x.shape[:-1], self.num_groups, -1)                  # [B, F, G, d]
     distances = (jnp.sum(z * z, -1, keepdims=True) - 2 * jnp.einsum("bfgd,gvd->bfgv", z, codebook)
