@@ -8,12 +8,14 @@ frames, and the predictions are scored against them.
                       rngs={"gumbel": key})
 
 Quantizers (`vq_type`), G = `vq_groups` groups of V = `vq_vars` codewords, each C/G wide (C = encoder width):
-    "gumbel"  logits network Linear(C → 2C) → GELU → Linear(2C → G·V) (fairseq vq_depth=2,
-              weight_proj_factor=2), then speechjax.nn.quantizers.GumbelVectorQuantizer: hard Gumbel-softmax
-              (straight-through) at `temperature` in training, argmax at evaluation. One codebook per group
+    "gumbel"  logits network Linear(C → 2C) → GELU [→ LayerNorm if `vq_input_norm`, not in fairseq; on
+              in `tiny`] → Linear(2C → G·V) (fairseq vq_depth=2, weight_proj_factor=2), then
+              speechjax.nn.quantizers.GumbelVectorQuantizer: hard Gumbel-softmax (straight-through) at
+              `temperature` in training, argmax at evaluation. One codebook per group
               (the README's `--combine-groups` shares one; not implemented).
     "kmeans"  grouped 1×1 conv (G groups, no bias) → GroupNorm(G) per frame → nearest codeword per group
-              (speechjax.nn.quantizers.KMeansVectorQuantizer, straight-through, codebook loss with `vq_gamma`).
+              (speechjax.nn.quantizers.KMeansVectorQuantizer, straight-through, codebook loss with `vq_gamma`;
+              codebook init N(0, `vq_codebook_init_std`²), fairseq 0.01).
               fairseq's GroupNorm also pools over time (non-causal); here it normalises each frame.
 
 Outputs: those of speechjax.models.wav2vec (`targets` = the quantized frames) plus
@@ -38,7 +40,7 @@ _VQ = dict(model_type="vq_wav2vec", vq_type="gumbel", vq_groups=2, vq_vars=320, 
 
 # preset → (wav2vec preset of the network, quantizer overrides)
 _PRESETS = {
-    "tiny": ("tiny", dict(vq_vars=32)),
+    "tiny": ("tiny", dict(vq_vars=32, vq_input_norm=True)),   # docs/wav2vec.md: without it, no learning
     "tiny_kmeans": ("tiny", dict(vq_vars=32, vq_type="kmeans")),
     "gumbel": ("large", {}),
     "kmeans": ("large", dict(vq_type="kmeans")),
