@@ -1,41 +1,28 @@
-"""Masked-token prediction over discrete speech ids (vq-wav2vec's BERT stage).
+"""Masked-token prediction over discrete speech ids (vq-wav2vec's BERT stage), trained by `speechjax train`.
 
 Spans of `task.mask_length` tokens are masked with speechjax.nn.masking (about `task.mask_prob` of the
 tokens; the paper: spans of 10 with start probability ≈ 0.05, unconfirmed) and replaced by the MASK id;
-the loss is cross-entropy over the masked real tokens. Batches: {"tokens": [B, L] int32, "tokens_mask":
-[B, L] bool}, e.g. from `km_batches` over a `speechjax tokenize` output.
+the loss is cross-entropy over the masked real tokens.
 
-Not wired to the trainer yet: `speechjax train` reads audio records (speechjax.data.pipeline), so this task
-runs through its own loop (see tests/tasks/test_masked_token_lm.py) until a token-record pipeline exists.
+Data: the token records `speechjax tokenize` writes (`data.path`), read by the standard input pipeline,
+which crops the ids with the audio: batch field `labels/<task.labels>` [B, L] (−1 = padding), L =
+`data.max_sample_size` · `task.token_rate` / 16000. The audio rides along unused. Features for downstream
+use: `model.apply(...)["last_hidden_state"]` [B, L, D] of a checkpoint (`speechjax.load`).
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from speechjax.data import labels
+from speechjax.data import records
 from speechjax.models import token_bert
 from speechjax.nn import masking
 from speechjax.tasks import base
 
 
-def km_batches(path: str, batch_size: int, length: int, seed: int = 0):
-  """Endless batches of random `length`-token crops of a `.km` file's lines (shorter lines padded)."""
-  lines = [ids for ids in labels.read_km(path) if ids.size]
-  if not lines:
-    raise ValueError(f"{path}: no non-empty lines")
-  rng = np.random.default_rng(seed)
-  while True:
-    tokens = np.zeros((batch_size, length), np.int32)
-    mask = np.zeros((batch_size, length), bool)
-    for row, i in enumerate(rng.integers(0, len(lines), batch_size)):
-      ids = lines[i]
-      start = int(rng.integers(0, max(ids.size - length, 0) + 1))
-      crop = ids[start:start + length]
-      tokens[row, :crop.size], mask[row, :crop.size] = crop, True
-    yield {"tokens": tokens, "tokens_mask": mask}
+def num_tokens(config) -> int:
+  return config.data.max_sample_size * config.task.token_rate // records.SAMPLE_RATE
 
 
 class Task(base.Task):
@@ -44,21 +31,24 @@ class Task(base.Task):
     return token_bert.from_config(self.config.model)
 
   def model_inputs(self, batch):
-    return batch["tokens"], batch["tokens_mask"]
+    """Shape-only inputs for init: [B, L] ids and mask (the batch gives B)."""
+    shape = [len(next(iter(batch.values()))), num_tokens(self.config)]
+    return jnp.zeros(shape, jnp.int32), jnp.ones(shape, bool)
 
   def loss(self, params, batch, rng, train, step):
     del step
     mask_rng, dropout_rng = jax.random.split(rng)
-    real = batch["tokens_mask"].astype(bool)
+    ids = batch[f"labels/{self.config.task.labels}"]
+    real, tokens = ids >= 0, jnp.maximum(ids, 0)
     masked = masking.compute_mask(mask_rng, real, self.config.task.mask_prob, self.config.task.mask_length,
                                   min_masks=1)
-    inputs = jnp.where(masked, token_bert.mask_id(self.config.model), batch["tokens"])
+    inputs = jnp.where(masked, token_bert.mask_id(self.config.model), tokens)
     out = self.model.apply({"params": params}, inputs, real, train=train, rngs={"dropout": dropout_rng})
-    ce = optax.softmax_cross_entropy_with_integer_labels(out["logits"], batch["tokens"])
+    ce = optax.softmax_cross_entropy_with_integer_labels(out["logits"], tokens)
     count = jnp.maximum(masked.sum(), 1)
     loss = jnp.where(masked, ce, 0.0).sum() / count
-    correct = masked & (jnp.argmax(out["logits"], -1) == batch["tokens"])
+    correct = masked & (jnp.argmax(out["logits"], -1) == tokens)
     return loss, {"masked_accuracy": correct.sum() / count, "masked_tokens": masked.sum()}
 
   def forward_flops(self):
-    return token_bert.forward_flops(self.config.model, self.config.data.max_tokens)
+    return token_bert.forward_flops(self.config.model, num_tokens(self.config))

@@ -1,5 +1,6 @@
 """vq-wav2vec → `speechjax tokenize` → BERT: ids of the micro corpus from a (random-weight) tiny vq-wav2vec,
-written as `.km`, read back in batches; the masked-token loss of a tiny BERT falls on them."""
+written as token records (+ `.km`); a tiny BERT trained on them by the trainer: its masked-token loss falls,
+and its checkpoint gives features."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +10,8 @@ import harness
 from speechjax import config
 from speechjax.cluster import tokenize
 from speechjax.data import labels, records
-from speechjax.tasks import get_task, masked_token_lm
+from speechjax.tasks import get_task
+from speechjax.train import checkpoint, trainer
 
 
 def _tokenizer():
@@ -41,14 +43,14 @@ def test_tokenized_ids_train_a_masked_token_bert(synth_records, tmp_path):
   assert meta.labels["km"].num_classes == 1024 and meta.labels["km"].frame_rate == 100
   print(f"{len(uids)} utterances, {sum(map(len, read))} ids, {len(np.unique(np.concatenate(read)))} distinct")
 
-  task = get_task(config.load(f"{harness.REPO}/configs/vq_wav2vec_bert.py:tiny", []))
-  batches = masked_token_lm.km_batches(f"{out}/train.km", 8, 64)
-  state = jax.jit(task.init_state)(jax.random.PRNGKey(0), next(batches))
-  step = jax.jit(task.train_step)
-  losses = []
-  for _ in range(40):
-    state, metrics = step(state, next(batches))
-    losses.append(float(metrics["loss"]))
-  first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+  cfg = config.load(f"{harness.REPO}/configs/vq_wav2vec_bert.py:tiny", [
+      f"--config.data.path={out}", "--config.train.num_steps=80", "--config.train.log_every=1",
+      "--config.checkpoint.save_every=80", "--config.data.min_sample_size=0"])
+  trainer.train(cfg, str(tmp_path / "bert"))                 # through the trainer, on the token records
+  rows = harness.read_metrics(str(tmp_path / "bert"))
+  first, last = (float(np.mean([rows[s]["train/loss"] for s in window])) for window in (range(1, 6), range(76, 81)))
   print(f"masked-token loss {first:.3f} -> {last:.3f} (ln 1024 = {np.log(1024):.3f})")
   assert last < first - 0.5, (first, last)
+  _, model, params = checkpoint.load_model(str(tmp_path / "bert"))   # features for downstream use
+  features = model.apply({"params": params}, jnp.asarray(read[0][None, :64]), jnp.ones((1, 64), bool))
+  assert features["last_hidden_state"].shape == (1, 64, cfg.model.hidden_size)
