@@ -94,7 +94,7 @@ def test_feature_grad_mult_scales_only_conv_encoder_gradients():
     grads[mult] = jax.jit(jax.grad(loss))(params)
   conv = lambda g: g["feature_extractor"]
   chex.assert_trees_all_close(conv(grads[0.1]), jax.tree.map(lambda x: 0.1 * x, conv(grads[1.0])),
-                              rtol=1e-4, atol=1e-6)
+                              rtol=1e-4, atol=1e-5)   # values up to ~5: float32 sums
   norm = lambda g: g["feature_projection"]["layer_norm"]   # after the scaling point: unchanged
   chex.assert_trees_all_close(norm(grads[0.1]), norm(grads[1.0]), atol=1e-6)
   assert float(jnp.abs(conv(grads[0.1])["conv0"]["kernel"]).max()) > 0
