@@ -27,6 +27,10 @@ def get_config(arg=None):
   cfg.task.vq_loss_weight = 1.0                         # k-means: × codebook + gamma · commitment loss
   if preset == "tiny":
     cfg.task.diversity_weight = 0.5   # measured: without it the 2 × 32 codes fell to perplexity 9 in 60 steps
+  if preset == "tiny_kmeans":
+    # measured (docs/wav2vec.md): at weight 1 the codebook + commitment terms pull the encoder onto one
+    # codeword per group (perplexity 2 of 64); at 0.1, with unit-scale codebook init, 16 of 64 and learning.
+    cfg.task.vq_loss_weight = 0.1
   if NETWORK[preset] != "tiny":
     cfg.optim.lr, cfg.optim.warmup_steps = 1e-5, 1000
   return cfg

@@ -41,7 +41,7 @@ _VQ = dict(model_type="vq_wav2vec", vq_type="gumbel", vq_groups=2, vq_vars=320, 
 # preset → (wav2vec preset of the network, quantizer overrides)
 _PRESETS = {
     "tiny": ("tiny", dict(vq_vars=32, vq_input_norm=True)),   # docs/wav2vec.md: without it, no learning
-    "tiny_kmeans": ("tiny", dict(vq_vars=32, vq_type="kmeans")),
+    "tiny_kmeans": ("tiny", dict(vq_vars=32, vq_type="kmeans", vq_codebook_init_std=1.0)),   # docs/wav2vec.md
     "gumbel": ("large", {}),
     "kmeans": ("large", dict(vq_type="kmeans")),
 }
