@@ -2,6 +2,7 @@
 
     python benchmarks/kmeans.py [--small] [--corpus data/synth-small] [--workdir DIR]
                                 [--methods ours-lloyd,ours-minibatch,sklearn,faiss] [--no-mfcc]
+                                [--cases a,b] [--lloyd-tol 1e-4]
 
 Prints a table of
   * MFCC extraction speed (audio seconds per second) on eSpeak speech from the synthetic corpus:
@@ -20,6 +21,7 @@ If the corpus is missing, a micro corpus is synthesised into the workdir (MFCC s
 """
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -180,8 +182,9 @@ def mean_sq_distance(data: np.ndarray, centroids: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- k-means methods
 
 
-def ours_lloyd(data, case):
-  return kmeans.fit(data, case.k, iters=case.lloyd_iters, seed=0).centroids
+def ours_lloyd(data, case, tol: float):
+  """tol: stop when a pass improves the inertia by at most tol (relative)."""
+  return kmeans.fit(data, case.k, iters=case.lloyd_iters, seed=0, tol=tol).centroids
 
 
 def ours_minibatch(data, case):
@@ -210,10 +213,11 @@ def has_faiss() -> bool:
   return True
 
 
-def methods(case: Case, chosen: list[str]) -> dict:
+def methods(case: Case, chosen: list[str], lloyd_tol: float) -> dict:
   """Display name → function, for the chosen method keys (faiss only when it is installed)."""
   available = {
-      "ours-lloyd": (f"ours Lloyd (≤{case.lloyd_iters} it)", ours_lloyd),
+      "ours-lloyd": (f"ours Lloyd (≤{case.lloyd_iters} it, tol {lloyd_tol:g})",
+                     functools.partial(ours_lloyd, tol=lloyd_tol)),
       "ours-minibatch": (f"ours mini-batch 10000, n_init 20 (≤{case.minibatch_iters} passes)",
                          ours_minibatch),
       "sklearn": (f"sklearn MiniBatchKMeans, fairseq settings (max_iter {case.minibatch_iters})",
@@ -225,9 +229,9 @@ def methods(case: Case, chosen: list[str]) -> dict:
   return dict(available[m] for m in chosen if m != "faiss" or has_faiss())
 
 
-def run_case(case: Case, data: np.ndarray, aligned, chosen: list[str]) -> list[dict]:
+def run_case(case: Case, data: np.ndarray, aligned, chosen: list[str], lloyd_tol: float) -> list[dict]:
   rows = []
-  for name, fn in methods(case, chosen).items():
+  for name, fn in methods(case, chosen, lloyd_tol).items():
     centroids, seconds = timed(lambda: fn(data, case))
     row = {"case": f"({case.name}) {len(data)}×{case.dim}, K={case.k}", "method": name,
            "wall_s": round(seconds, 1), "inertia": round(mean_sq_distance(data, centroids), 4)}
@@ -264,6 +268,8 @@ def main():
   parser.add_argument("--methods", default="ours-lloyd,ours-minibatch,sklearn,faiss",
                       help="k-means methods, comma-separated (sklearn takes ~50 min for (b))")
   parser.add_argument("--no-mfcc", action="store_true", help="skip the MFCC speed table")
+  parser.add_argument("--cases", default="a,b", help="k-means cases to run, comma-separated")
+  parser.add_argument("--lloyd-tol", type=float, default=1e-4, help="relative inertia tolerance of ours Lloyd")
   args = parser.parse_args()
   corpus = args.corpus
   if not os.path.exists(os.path.join(corpus, "synth.json")):
@@ -273,10 +279,10 @@ def main():
   if not args.no_mfcc:
     print_table(mfcc_speed(utterances))
   rows = []
-  for case in SMALL if args.small else FULL:
+  for case in (c for c in (SMALL if args.small else FULL) if c.name in args.cases.split(",")):
     data, aligned, description = case_data(case, utterances)
     print(f"case ({case.name}): {description}", flush=True)
-    rows += run_case(case, data, aligned, args.methods.split(","))
+    rows += run_case(case, data, aligned, args.methods.split(","), args.lloyd_tol)
   print_table(rows)
 
 
