@@ -188,11 +188,10 @@ def ours_lloyd(data, case, tol: float):
 
 
 def ours_warm_start(data, case, tol: float):
-  """Lloyd on a 10% uniform sample (tol 1e-4), then Lloyd passes over all the data from its centroids
-  (faiss-style subsample training, refined on everything): two calls of the public `kmeans.fit`."""
-  sample = data[np.random.default_rng(0).choice(len(data), len(data) // 10, replace=False)]
-  start = kmeans.fit(sample, case.k, iters=case.lloyd_iters, seed=0, tol=1e-4).centroids
-  return kmeans.fit(data, case.k, iters=case.lloyd_iters, seed=0, init=start, tol=tol).centroids
+  """init="sample-lloyd" on a 10% uniform sample (k-means++, then Lloyd on the sample to tol 1e-4),
+  then Lloyd passes over all the data (faiss-style subsample training, refined on everything)."""
+  return kmeans.fit(data, case.k, iters=case.lloyd_iters, seed=0, init="sample-lloyd",
+                    init_sample=len(data) // 10, tol=tol).centroids
 
 
 def ours_minibatch(data, case):

@@ -51,23 +51,25 @@ class KMeans:
     parser.add_argument("--percent", type=float, default=-1, help="fraction of utterances (≤0: all)")
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", default="k-means++", choices=("k-means++", "sample-lloyd"),
+                        help="sample-lloyd: refine k-means++ by Lloyd on a sample first (fewer full passes)")
 
   @staticmethod
   def run(args) -> int:
-    fit_and_save(args.features, args.split, args.k, args.out, args.percent, args.iters, args.seed)
+    fit_and_save(args.features, args.split, args.k, args.out, args.percent, args.iters, args.seed, args.init)
     return 0
 
 
-def fit_and_save(feature_dir, split, k, out, percent=-1.0, iters=50, seed=0):
+def fit_and_save(feature_dir, split, k, out, percent=-1.0, iters=50, seed=0, init="k-means++"):
   """Fits k-means on the dumped features of `split` (each process its share) and saves it to `out`."""
   from speechjax.cluster import features, kmeans
   from speechjax.parallel import mesh
   shards = features.shards(feature_dir, split)
   source = features.sample_source(shards, percent, seed, jax.process_index(), jax.process_count())
-  result = kmeans.fit(source, k, iters=iters, seed=seed)
+  result = kmeans.fit(source, k, iters=iters, seed=seed, init=init)
   mesh.on_process_zero(f"kmeans {out}", lambda: kmeans.save(out, result, {
-      "features": feature_dir, "split": split, "percent": percent, "rate": shards[0].info["rate"],
-      "kind": shards[0].info["kind"]}))
+      "features": feature_dir, "split": split, "percent": percent, "init": init,
+      "rate": shards[0].info["rate"], "kind": shards[0].info["kind"]}))
   if jax.process_index() == 0:
     print(json.dumps({"k": k, "inertia": result.inertia, "iterations": result.iterations,
                       "points": result.num_points}))
