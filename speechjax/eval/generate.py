@@ -92,7 +92,9 @@ class Generator:
     audio = np.asarray(audio, np.float32)[:len(audio) // hop * hop]
     if not len(audio):
       raise ValueError(f"the prompt is shorter than one codec frame ({hop} samples)")
-    ids, counts = self.semantic_tokenizer.encode(audio[None], np.array([len(audio)]))
+    from speechjax.cluster import features   # padded as `speechjax tokenize` pads (same features)
+    _, batch, lengths = next(features.padded_batches(iter([{"id": "", "audio": audio}]), 1, features.BUCKET))
+    ids, counts = self.semantic_tokenizer.encode(batch, lengths)
     prompt_semantic = ids[0, :counts[0], 0]
     codes_prompt = self.codec.encode(audio[None], self.vocab.levels)
     semantic_frames, frames = self.lengths(prompt_semantic, codes_prompt.shape[1], seconds)
