@@ -65,3 +65,21 @@ def test_semantic_stage_trains_on_phone_labels(synth_records, tmp_path, fast_com
   rows = harness.read_metrics(str(tmp_path))
   assert rows[30]["train/ce"] < rows[10]["train/ce"] - 0.5, (rows[10], rows[30])
   assert rows[30]["train/tokens"] > 8
+
+
+@pytest.mark.parametrize("stage", ["semantic", "coarse", "fine", "soundstorm"])
+def test_tokens_presets_read_tokenize_streams(stage):
+  """`configs/token_lm.py:<stage>_tiny,tokens` reads `speechjax tokenize` output: `km` semantic ids and the
+  tiny codec's `codec0`..`codec3` (256 codes); each stage loads only the streams it uses."""
+  cfg = config.load(f"{harness.REPO}/configs/token_lm.py:{stage}_tiny,tokens", [])
+  codecs = ("codec0", "codec1", "codec2", "codec3")
+  expected = {"semantic": ("km",), "coarse": ("km",) + codecs, "fine": codecs,
+              "soundstorm": ("km",) + codecs}[stage]
+  assert tuple(cfg.data.labels) == expected and tuple(cfg.task.acoustic_labels) == codecs
+  if stage == "soundstorm":
+    assert cfg.model.codebook_size == 256
+  else:
+    assert cfg.task.codebook_size == 256
+    assert get_task(cfg).seq_len <= cfg.model.max_length   # the crop fits the model
+  with pytest.raises(ValueError, match="unknown preset"):
+    config.load(f"{harness.REPO}/configs/token_lm.py:{stage}_tiny,tokenz", [])
