@@ -57,10 +57,13 @@ def mfcc_extractor() -> tuple[Extractor, int]:
   return extract, 100
 
 
+LAYER_RATE = 50   # frames per second of encoder hidden states (stride 320 at 16 kHz)
+
+
 def layer_extractor(checkpoint: str, layer: int) -> tuple[Extractor, int]:
   """Hidden states after transformer layer `layer` (1-based) of a checkpoint's encoder; 50 Hz."""
   import speechjax   # the checkpoint's own config rebuilds the model
-  return layer_forward(*speechjax.load(checkpoint), layer), 50
+  return layer_forward(*speechjax.load(checkpoint), layer), LAYER_RATE
 
 
 def layer_forward(config, model, params, layer: int) -> Extractor:

@@ -1,8 +1,8 @@
 """Cluster labels: apply k-means centroids to dumped features, write them into records, measure quality.
 
 `write_labeled_records` copies a prepared data set and adds `labels/<name>` of one or more label streams to
-every record (the serialized tf.train.Example is extended in place, audio bytes untouched), so the pretraining pipeline crops labels with
-the audio. Label frame i of an MFCC dump covers samples [160 i, 160 i + 400) — the same window as model
+every record (the serialized tf.train.Example is extended in place, audio bytes untouched), so the
+pretraining pipeline crops labels with the audio. Label frame i of an MFCC dump covers samples [160 i, 160 i + 400) — the same window as model
 frame t = i / 2 — so labels are stored at the dump's rate (100 or 50 Hz) and padded with −1 to
 num_samples // hop frames, as the record format requires. Utterances without features get all −1 (counted).
 """

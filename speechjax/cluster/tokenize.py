@@ -79,7 +79,7 @@ def hubert_tokenizer(config, model, params, layer: int, centroids: np.ndarray) -
     feats, counts = extract(audio, lengths)
     ids = kmeans.assign(feats.reshape(-1, feats.shape[-1]), centroids)
     return ids.reshape(feats.shape[:2])[..., None], counts
-  return Tokenizer(encode, ("km",), len(centroids), 50)
+  return Tokenizer(encode, ("km",), len(centroids), features.LAYER_RATE)
 
 
 def soundstream_tokenizer(config, model, params, n_q: int) -> Tokenizer:

@@ -65,15 +65,17 @@ class Generator:
     semantic = tokenize.hubert_tokenizer(*speechjax.load(hubert), layer, centroids)
     _check(len(centroids) <= vocab.semantic, "k-means K", len(centroids),
            f"<= task.semantic_vocab={vocab.semantic}")
-    _check(all(r[0] == semantic.rate for r in rates.values() if r[0]), "task.semantic_rate",
-           {s: r[0] for s, r in rates.items()}, f"the semantic tokenizer's rate {semantic.rate}")
+    semantic_rates = {s: rates[s][0] for s in ("semantic", "coarse")}   # the stages that read semantic tokens
+    _check(all(r == semantic.rate for r in semantic_rates.values()), "task.semantic_rate", semantic_rates,
+           f"the semantic tokenizer's rate {semantic.rate}")
     return cls(models, vocab, codec, semantic, fine_chunk)
 
   def lengths(self, prompt_semantic: np.ndarray, prompt_frames: int, seconds: float) -> tuple[int, int]:
     """(semantic tokens, acoustic frames) of prompt + continuation; raises if a stage cannot hold them."""
     frame_rate = self.codec.sample_rate / self.codec.hop
     frames = prompt_frames + max(1, round(seconds * frame_rate))
-    runs = int(np.sum(np.diff(prompt_semantic) != 0) + 1) if len(prompt_semantic) else 1
+    tokens = np.asarray(prompt_semantic)[None]
+    runs = max(1, int(audiolm.dedup(tokens, np.ones(tokens.shape, bool)).sum()))   # as the stages saw them
     semantic = max(runs + 1, math.ceil(runs * frames / max(prompt_frames, 1)))
     need = {"semantic": audiolm.sequence_length("semantic", self.vocab, semantic, frames),
             "coarse": audiolm.sequence_length("coarse", self.vocab, semantic, frames)}
