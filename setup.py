@@ -26,8 +26,8 @@ EXTRAS = {
     "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "scikit-learn>=1.5", "jiwer>=3.0",
              "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],   # tests/test_notebook.py
     "interop": ["torch==2.13.0", "transformers>=4.57,<5", "kaldi-native-fbank>=1.20"],
-    # benchmarks/codec_quality.py (Opus rows: opuslib + libopus) and benchmarks/codec.py (with the interop extra)
-    "codec": ["pesq>=0.0.4", "pystoi>=0.4.1", "vector-quantize-pytorch>=1.20"],
+    # benchmarks/codec_quality.py (Opus rows: PyAV, whose wheels bundle libopus) and benchmarks/codec.py (with the interop extra)
+    "codec": ["pesq>=0.0.4", "pystoi>=0.4.1", "vector-quantize-pytorch>=1.20", "av>=14"],
 }
 
 setup(

@@ -8,7 +8,9 @@ Rows (median of --repeats timed calls after one warm-up / compile, batch 1 unles
   encode / decode real-time factor (compute seconds per audio second; < 1 is faster than real time) of
     speechjax SoundStream `16khz` (C=32, strides 2·4·5·8 = 320, D=256, 12 × 1024 codes, random weights) and
     HF EncodecModel configured alike (16 kHz, 32 filters, ratios 8·5·4·2, D=256, 12 × 1024 codes at 6 kbps;
-    EnCodec adds a 2-layer LSTM in encoder and decoder, which SoundStream has not);
+    EnCodec adds a 2-layer LSTM in encoder and decoder, which SoundStream has not), twice: with EnCodec's
+    own residual block (3.5× fewer FLOPs than SoundStream's) and with SoundStream's (FLOPs matched);
+    FLOPs: speechjax from `soundstream.forward_flops` (convs), torch from its FlopCounterMode;
   RVQ step: quantize [8, frames, 256] with 12 × 1024 codes and update the EMA codebooks (speechjax
     `nn.rvq.ResidualVQ` with train=True; `vector_quantize_pytorch.ResidualVQ` in train mode, decay 0.99).
 Parameter counts are printed beside. audiolm-pytorch's SoundStream training step is not measured: the
@@ -51,21 +53,40 @@ def speechjax_codec(audio: np.ndarray, repeats: int) -> dict:
   x = jnp.asarray(audio)
   codes = encode(variables, x)
   return {"params": sum(np.size(p) for p in jax.tree.leaves(variables["params"])),
+          "flops": soundstream.forward_flops(cfg, audio.shape[-1]),
           "encode": timed(lambda: encode(variables, x).block_until_ready(), repeats),
           "decode": timed(lambda: decode(variables, codes).block_until_ready(), repeats)}
 
 
-def encodec(audio: np.ndarray, repeats: int) -> dict:
+# HF EncodecModel settings beside its defaults: "default" is EnCodec's own block (1 residual unit, kernel 3,
+# channel compression 2, conv shortcut); "soundstream-shaped" has SoundStream's residual units (3 per block,
+# kernel 7, dilations 1·3·9, no compression, identity skip), so both codecs do about the same FLOPs.
+ENCODEC_SHAPES = {
+    "default": {},
+    "soundstream-shaped": dict(num_residual_layers=3, residual_kernel_size=7, dilation_growth_rate=3,
+                               compress=1, use_conv_shortcut=False),
+}
+
+
+def encodec(audio: np.ndarray, repeats: int, shape: str) -> dict:
   import torch
+  from torch.nn.utils import parametrize
+  from torch.utils.flop_counter import FlopCounterMode
   from transformers import EncodecConfig, EncodecModel
   cfg = EncodecConfig(sampling_rate=RATE, num_filters=32, upsampling_ratios=[8, 5, 4, 2], hidden_size=256,
-                      codebook_size=1024, codebook_dim=256, target_bandwidths=[6.0], normalize=False)
+                      codebook_size=1024, codebook_dim=256, target_bandwidths=[6.0], normalize=False,
+                      **ENCODEC_SHAPES[shape])
   model = EncodecModel(cfg).eval()
+  for module in model.modules():     # fold weight norm into the weights: inference needs no recompute
+    if parametrize.is_parametrized(module):
+      parametrize.remove_parametrizations(module, "weight")
   x = torch.from_numpy(audio)[:, None]     # [B, 1, T]
   with torch.inference_mode():
-    out = model.encode(x, bandwidth=6.0)
+    with FlopCounterMode(display=False) as counter:
+      out = model.encode(x, bandwidth=6.0)
+      model.decode(out.audio_codes, out.audio_scales)
     assert out.audio_codes.shape[2] == 12, out.audio_codes.shape   # 12 codebooks at 6 kbps, 50 Hz
-    return {"params": sum(p.numel() for p in model.parameters()),
+    return {"params": sum(p.numel() for p in model.parameters()), "flops": counter.get_total_flops(),
             "encode": timed(lambda: model.encode(x, bandwidth=6.0), repeats),
             "decode": timed(lambda: model.decode(out.audio_codes, out.audio_scales), repeats)}
 
@@ -107,17 +128,20 @@ def main():
   samples = int(args.seconds * RATE) // 320 * 320
   audio = (0.1 * np.random.default_rng(0).standard_normal((1, samples))).astype(np.float32)
   seconds = samples / RATE
-  ours, theirs = speechjax_codec(audio, args.repeats), encodec(audio, args.repeats)
-  print(f"{cores} core(s), {seconds:.1f} s of audio, jax {jax.__version__}, torch {torch.__version__}\n")
-  print("| row | speechjax SoundStream | HF EncodecModel | speed-up |")
-  print("|---|---|---|---|")
-  print(f"| parameters | {ours['params'] / 1e6:.2f} M | {theirs['params'] / 1e6:.2f} M | |")
-  for name in ("encode", "decode"):
-    print(f"| {name} RTF | {ours[name] / seconds:.4f} | {theirs[name] / seconds:.4f} | "
-          f"{theirs[name] / ours[name]:.2f}× |")
-  both = ours["encode"] + ours["decode"]
-  print(f"| encode + decode RTF | {both / seconds:.4f} | {(theirs['encode'] + theirs['decode']) / seconds:.4f} | "
-        f"{(theirs['encode'] + theirs['decode']) / both:.2f}× |")
+  ours = speechjax_codec(audio, args.repeats)
+  print(f"{cores} core(s), {seconds:.1f} s of audio, jax {jax.__version__}, torch {torch.__version__}")
+  for shape in ENCODEC_SHAPES:
+    theirs = encodec(audio, args.repeats, shape)
+    print(f"\n| row | speechjax SoundStream | HF EncodecModel ({shape}) | speed-up |")
+    print("|---|---|---|---|")
+    print(f"| parameters | {ours['params'] / 1e6:.2f} M | {theirs['params'] / 1e6:.2f} M | |")
+    for name in ("encode", "decode"):
+      print(f"| {name} RTF | {ours[name] / seconds:.4f} | {theirs[name] / seconds:.4f} | "
+            f"{theirs[name] / ours[name]:.2f}× |")
+    both, peer = ours["encode"] + ours["decode"], theirs["encode"] + theirs["decode"]
+    print(f"| encode + decode RTF | {both / seconds:.4f} | {peer / seconds:.4f} | {peer / both:.2f}× |")
+    print(f"| encode + decode GFLOP, GFLOP/s | {ours['flops'] / 1e9:.1f}, {ours['flops'] / both / 1e9:.0f} | "
+          f"{theirs['flops'] / 1e9:.1f}, {theirs['flops'] / peer / 1e9:.0f} | |")
   x = np.random.default_rng(1).standard_normal((8, args.frames, 256)).astype(np.float32)
   mine, peer = speechjax_rvq(x, args.repeats), pytorch_rvq(x, args.repeats)
   print(f"\n| RVQ step [8, {args.frames}, 256], 12 × 1024, EMA update | speechjax | vector-quantize-pytorch | "

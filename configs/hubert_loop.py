@@ -19,10 +19,11 @@ def get_config(arg=None):
   cfg = ml_collections.ConfigDict()
   cfg.train_split, cfg.eval_split = "train", "test"
   cfg.train_overrides = ()
+  cfg.cluster_last_model = preset != "base"   # a last table row: clusters of the final model's layer
   if preset == "small":
     cfg.data = "data/synth-small/records"
     cfg.train_config = "configs/hubert.py:tiny"
-    cfg.iterations = [iteration("mfcc", 100, 1200), iteration("layer", 100, 1200)]
+    cfg.iterations = [iteration("mfcc", 100, 4000), iteration("layer", 100, 4000)]
   elif preset == "tiny":
     cfg.data = "data/synth-tiny/records"
     cfg.train_config = "configs/hubert.py:tiny"

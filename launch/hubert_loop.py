@@ -10,7 +10,9 @@ Per iteration n (stages listed in the loop config), everything under `<workdir>/
     records/    the data set with `labels/km` added
     train/      the HuBERT training run (resumes from its last checkpoint when killed)
 Each stage leaves its output (or a DONE marker) only when complete; a re-run skips finished stages.
-At the end a table: iteration, features, K, phone purity, cluster purity, PNMI, final loss, wall time.
+At the end a table: iteration, features, K, phone purity, cluster purity, PNMI, final loss, wall time. With
+`cluster_last_model`, a last row "N+1 (clusters only)" clusters the final model's layer like a next
+iteration would (its records are ready to train on), so the table shows every model's cluster quality.
 
 Multi-host (`--coordinator ...`, or `SPEECHJAX_DISTRIBUTED=1` on a TPU pod): every process dumps its shard
 of the records and k-means reduces over all of them (see `speechjax.cluster.commands`); process 0 writes
@@ -23,6 +25,7 @@ import os
 import time
 
 import jax
+import ml_collections
 import tensorflow as tf
 from jax.experimental import multihost_utils
 
@@ -127,16 +130,18 @@ class Loop:
     labeling.write_labeled_records(self.cfg.data, self.iter_dir(n, "records"),
                                    [labeling.LabelStream("km", by_split, rate, stage.k)])
 
-  def run_iteration(self, n: int, stage) -> dict:
+  def run_iteration(self, n: int, stage, train: bool = True) -> dict:
+    """Clusters (and, if `train`, trains) iteration n; returns its table row."""
     start = time.time()
     feats_info = self.cluster(n, stage)
     labeled = self.iter_dir(n, "records")
     train_marker = self.iter_dir(n, "train", "DONE")
-    if not _done(train_marker):
+    if train and not _done(train_marker):
       final = trainer.train(self.train_config(labeled, feats_info["rate"], stage), self.iter_dir(n, "train"))
       _mark(train_marker, final)
-    row = {"iteration": n, "features": feats_info["features"], "k": stage.k,
-           **_read(self.iter_dir(n, "quality.json")), "final_loss": _read(train_marker).get("loss")}
+    row = {"iteration": n if train else f"{n} (clusters only)", "features": feats_info["features"],
+           "k": stage.k, **_read(self.iter_dir(n, "quality.json")),
+           "final_loss": _read(train_marker).get("loss") if train else None}
     timing_path = self.iter_dir(n, "timing.json")
     if not _done(timing_path):   # wall time of the run that finished the iteration
       _mark(timing_path, {"wall_s": time.time() - start})
@@ -152,6 +157,11 @@ class Loop:
 
   def run(self) -> list[dict]:
     rows = [self.run_iteration(n, stage) for n, stage in enumerate(self.cfg.iterations, start=1)]
+    if self.cfg.cluster_last_model:   # how good are the last model's clusters? (iteration N+1's labels)
+      last = self.cfg.iterations[-1]
+      stage = {**last.to_dict(), "features": "layer", "steps": 0,
+               "layer": last.layer if last.features == "layer" else "auto"}
+      rows.append(self.run_iteration(len(rows) + 1, ml_collections.ConfigDict(stage), train=False))
     table = format_table(rows)
     if jax.process_index() == 0:
       print(table)

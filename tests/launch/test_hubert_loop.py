@@ -35,11 +35,15 @@ def straight(synth_records, tmp_path_factory):
 
 def test_loop_runs_every_stage_and_reports(straight):
   table = _table(straight)
-  assert len(table) == 4 and "| 1 | mfcc | 20 |" in table[2] and "| 2 | layer" in table[3]
-  for n in (1, 2):
-    for part in ("features/DONE", "kmeans.npz", "quality.json", "records/meta.json", "train/DONE"):
+  assert len(table) == 5 and "| 1 | mfcc | 20 |" in table[2] and "| 2 | layer" in table[3]
+  assert "| 3 (clusters only) | layer" in table[4]   # the final model's clusters, not trained on
+  for n in (1, 2, 3):
+    for part in ("features/DONE", "kmeans.npz", "quality.json", "records/meta.json"):
       assert os.path.exists(os.path.join(straight, f"iter{n}", part)), (n, part)
-  assert os.path.exists(os.path.join(straight, "iter2", "layer_choice.json"))
+  for n in (2, 3):
+    assert os.path.exists(os.path.join(straight, f"iter{n}", "layer_choice.json"))
+  assert [os.path.exists(os.path.join(straight, f"iter{n}", "train", "DONE")) for n in (1, 2, 3)] == [
+      True, True, False]
 
 
 def test_rerun_skips_finished_stages(straight, synth_records):
