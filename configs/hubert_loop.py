@@ -3,7 +3,7 @@
     speechjax loop --workdir workdir/hubert_loop --config configs/hubert_loop.py:small
 
 Presets: `small` (the README's main job: tiny HuBERT on the 2 h synthetic corpus: MFCC → k=100 → train;
-best layer (by PNMI) → k=100 → train), `tiny` (tests: the 10 min corpus, few steps), `base` (the paper's
+best layer (by PNMI) → k=100 → train, 4000 steps each; then the final model's clusters), `tiny` (tests: the 10 min corpus, few steps), `base` (the paper's
 Base recipe: MFCC k=100 250k steps; layer 6 k=500 400k steps; on LibriSpeech records).
 """
 import ml_collections

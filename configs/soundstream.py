@@ -45,9 +45,10 @@ def get_config(arg=None):
   if preset == "tiny":
     cfg.data.path = "data/synth-tiny/records"
     cfg.data.batch_size, cfg.data.max_sample_size, cfg.data.min_sample_size = 8, 8000, 8000
-    # 200 frames a batch over 256 codes: the paper's dead-code threshold of 2 would replace most codes at
-    # every step; 0.5 keeps replacement for codes that are really unused.
-    cfg.model.dead_code_threshold = 0.5
+    # 200 frames a batch over 256 codes, fewer for the later levels under quantizer dropout: the paper's
+    # dead-code threshold of 2 would replace most codes at every step, and 0.5 still replaced ~700 of the
+    # 2048 codes per step (the codebooks churned); 0.02 keeps replacement for codes really unused.
+    cfg.model.dead_code_threshold = 0.02
     cfg.optim.lr = cfg.task.disc_optim.lr = 1e-3
     cfg.task.warmup_steps = 300
     cfg.train.num_steps, cfg.train.log_every = 2000, 25
