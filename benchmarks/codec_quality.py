@@ -67,13 +67,14 @@ def opus_roundtrip(audio: np.ndarray, bitrate: int) -> tuple[np.ndarray, float]:
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--ckpt", required=True)
+  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
   parser.add_argument("--data", default="data/synth-small/records")
   parser.add_argument("--n_q", type=int, nargs="+", default=[1, 2, 4, 8])
   parser.add_argument("--utterances", type=int, default=40)
   parser.add_argument("--seconds", type=float, default=3.0)
   parser.add_argument("--opus_kbps", type=float, nargs="*", default=[6, 8, 12])
   args = parser.parse_args()
-  codec = Codec.load(args.ckpt)
+  codec = Codec.load(args.ckpt, args.step)
   if codec.sample_rate != RATE:
     raise SystemExit(f"the checkpoint's codec runs at {codec.sample_rate} Hz; this benchmark is 16 kHz")
   utterances = load_utterances(args.data, args.utterances, args.seconds)
