@@ -68,6 +68,26 @@ class Loop:
     for split in (cfg.train_split, cfg.eval_split):
       config_lib.require(split in meta.splits, "train_split/eval_split", split,
                          f"not in {cfg.data} (has {sorted(meta.splits)})")
+    self.check_same_recipe()
+
+  def check_same_recipe(self) -> None:
+    """Finished stages are skipped on a re-run, so a workdir must keep one recipe: the first run writes
+    `loop_config.json`; a later run may append iterations or change `cluster_last_model`, nothing else."""
+    recipe = {k: v for k, v in self.cfg.to_dict().items() if k != "cluster_last_model"}
+    recipe = json.loads(json.dumps(recipe, default=lambda v: v.to_dict() if hasattr(v, "to_dict") else list(v)))
+    path = os.path.join(self.workdir, "loop_config.json")
+    if not _done(path):
+      return _mark(path, recipe)
+    saved = _read(path)
+    changed = sorted(k for k in set(saved) | set(recipe) if k != "iterations" and saved.get(k) != recipe.get(k))
+    old_stages, new_stages = saved.get("iterations", []), recipe["iterations"]
+    changed += [f"iterations[{i}]" for i, (a, b) in enumerate(zip(old_stages, new_stages)) if a != b]
+    if len(new_stages) < len(old_stages):
+      changed.append("iterations (fewer than before)")
+    if changed:
+      raise config_lib.ConfigError(
+          f"{self.workdir} was run with another loop recipe ({path}); changed: {', '.join(changed)}. "
+          "Finished stages would be reused silently: use a new --workdir (or restore the old config).")
 
   def iter_dir(self, n: int, *parts) -> str:
     return os.path.join(self.workdir, f"iter{n}", *parts)

@@ -72,3 +72,13 @@ def test_killed_in_iteration_two_resumes_to_the_same_table(straight, synth_recor
   assert os.path.getmtime(os.path.join(workdir, "iter1", "train", "DONE")) == iter1
   assert "resumed from step" in out.stderr + out.stdout
   assert _table(workdir) == _table(straight)
+
+
+def test_rerun_with_another_recipe_is_refused(straight, synth_records):
+  from launch import hubert_loop
+  from speechjax import config as config_lib
+  cfg = config_lib.load(LOOP_CONFIG, [f"--config.data={synth_records}", "--config.cluster_last_model=False"])
+  cfg.iterations[1].steps = 7
+  with pytest.raises(config_lib.ConfigError, match=r"changed: train_overrides, iterations\[1\]\. Finished"):
+    hubert_loop.Loop(cfg, straight)
+  assert os.path.exists(os.path.join(straight, "loop_config.json"))
