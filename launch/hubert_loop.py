@@ -73,11 +73,12 @@ class Loop:
   def check_same_recipe(self) -> None:
     """Finished stages are skipped on a re-run, so a workdir must keep one recipe: the first run writes
     `loop_config.json`; a later run may append iterations or change `cluster_last_model`, nothing else."""
-    recipe = {k: v for k, v in self.cfg.to_dict().items() if k != "cluster_last_model"}
-    recipe = json.loads(json.dumps(recipe, default=lambda v: v.to_dict() if hasattr(v, "to_dict") else list(v)))
+    recipe = json.loads(self.cfg.to_json())
+    del recipe["cluster_last_model"]
     path = os.path.join(self.workdir, "loop_config.json")
     if not _done(path):
-      return _mark(path, recipe)
+      _mark(path, recipe)
+      return
     saved = _read(path)
     changed = sorted(k for k in set(saved) | set(recipe) if k != "iterations" and saved.get(k) != recipe.get(k))
     old_stages, new_stages = saved.get("iterations", []), recipe["iterations"]
@@ -179,8 +180,7 @@ class Loop:
     rows = [self.run_iteration(n, stage) for n, stage in enumerate(self.cfg.iterations, start=1)]
     if self.cfg.cluster_last_model:   # how good are the last model's clusters? (iteration N+1's labels)
       last = self.cfg.iterations[-1]
-      stage = {**last.to_dict(), "features": "layer", "steps": 0,
-               "layer": last.layer if last.features == "layer" else "auto"}
+      stage = {**last.to_dict(), "features": "layer", "layer": last.layer if last.features == "layer" else "auto"}
       rows.append(self.run_iteration(len(rows) + 1, ml_collections.ConfigDict(stage), train=False))
     table = format_table(rows)
     if jax.process_index() == 0:
