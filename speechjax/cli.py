@@ -18,6 +18,7 @@
     speechjax tpu      create|describe|setup|run|logs|stop|delete --pod NAME --zone Z [--dry-run]
     speechjax sweep    run --config configs/X.py:preset --sweep sweeps/Y.py --workdir DIR | report ...
     speechjax plan     --config configs/X.py:preset --topology v4-64      per-chip memory, step time
+    speechjax compile  --config configs/X.py:preset --topology v5e-256    TPU compile here: memory, FLOPs, collectives
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ VERBS = {
     "tpu": "launch.tpu",
     "sweep": "launch.sweep",
     "plan": "launch.plan",
+    "compile": "launch.compile",
 }
 
 
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
       modules[name] = _load(target)
       modules[name].add_arguments(p)
   args, rest = parser.parse_known_args(argv)
-  if rest and args.verb not in ("train", "loop", "tpu", "sweep", "plan"):
+  if rest and args.verb not in ("train", "loop", "tpu", "sweep", "plan", "compile"):
     parser.error(f"unrecognized arguments: {' '.join(rest)}")
   args.overrides = rest
   return int(modules[args.verb].run(args) or 0)

@@ -320,3 +320,18 @@ def from_config(data_cfg, train: bool, process_index: int = 0, process_count: in
       max_seconds=data_cfg.get("train_subset_seconds", 0.0) if train else 0.0,
       skip_seconds=0.0 if train else data_cfg.get("eval_skip_seconds", 0.0),
       process_index=process_index, process_count=process_count, repeat=train)
+
+
+def batch_shapes(data_cfg, batch_size: int, label_hops: dict[str, int]) -> dict[str, tuple[tuple, str]]:
+  """{field: (shape, dtype)} of the device fields of a batch `from_config` emits with `batch_size` rows
+  (crop mode; `label_hops` gives each label set's samples per frame, as meta.json does)."""
+  t = data_cfg.max_sample_size
+  shapes = {"audio": ((batch_size, t), "float32"), "audio_mask": ((batch_size, t), "bool")}
+  for name in data_cfg.labels:
+    frames = t // label_hops[name]
+    shapes[f"labels/{name}"] = ((batch_size, frames), "int32")
+    shapes[f"labels_mask/{name}"] = ((batch_size, frames), "bool")
+  if data_cfg.get("targets", ""):
+    shapes["targets"] = ((batch_size, data_cfg.max_target_length), "int32")
+    shapes["targets_mask"] = ((batch_size, data_cfg.max_target_length), "bool")
+  return shapes

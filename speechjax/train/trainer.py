@@ -37,8 +37,9 @@ def default_checkpoint_config() -> ml_collections.ConfigDict:
                                     "best_mode": "min", "async_save": True})
 
 
-def validate(cfg: ml_collections.ConfigDict) -> None:
-  """Start-up checks of the trainer's sections; each error names its field."""
+def validate(cfg: ml_collections.ConfigDict, need_data: bool = True) -> None:
+  """Start-up checks of the trainer's sections; each error names its field. `need_data=False` (ahead-of-time
+  compiles) skips the check that `data.path` holds prepared records."""
   config_lib.check_sections(cfg)
   r = config_lib.require
   r(cfg.train.num_steps > 0, "train.num_steps", cfg.train.num_steps, "must be > 0")
@@ -53,7 +54,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     cfg.data.min_sample_size, "must be in [0, data.max_sample_size]")
   r(len(cfg.train.profile_steps) in (0, 2), "train.profile_steps", cfg.train.profile_steps,
     "must be () or (first, last)")
-  r(tf.io.gfile.exists(os.path.join(cfg.data.path, "meta.json")), "data.path", cfg.data.path,
+  r(not need_data or tf.io.gfile.exists(os.path.join(cfg.data.path, "meta.json")), "data.path", cfg.data.path,
     "is not a prepared data set (no meta.json; run `speechjax prepare`)")
 
 
@@ -61,6 +62,28 @@ def _check_batch_divides_mesh(cfg, mesh) -> None:
   shards = mesh.shape["data"] * mesh.shape["fsdp"]
   config_lib.require(cfg.data.batch_size % shards == 0, "data.batch_size", cfg.data.batch_size,
                      f"must be divisible by the mesh's batch axes data×fsdp = {shards}")
+
+
+def abstract_state(task, mesh, axis_rules, batch: dict, rng):
+  """(TrainState of ShapeDtypeStructs carrying their shardings, the shardings) of `task` on `mesh`.
+
+  Nothing is allocated: the trainer restores into it or initialises onto its shardings, and
+  `speechjax compile` lowers the steps for a TPU slice from it. Call under the mesh and axis rules."""
+  shapes = jax.eval_shape(task.init_state, rng, batch)
+  shardings = task.state_shardings(shapes, mesh, axis_rules, batch)
+  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), shapes, shardings)
+  return abstract, shardings
+
+
+def jit_steps(task, state_shardings, mesh):
+  """The jitted (train_step, eval_step): state donated and pinned to `state_shardings`, batch sharded
+  over the mesh's batch axes, metrics replicated."""
+  batch_sharding = mesh_lib.batch_sharding(mesh)
+  replicated = mesh_lib.replicated(mesh)
+  train_step = jax.jit(task.train_step, in_shardings=(state_shardings, batch_sharding),
+                       out_shardings=(state_shardings, replicated), donate_argnums=0)
+  eval_step = jax.jit(task.eval_step, in_shardings=(state_shardings, batch_sharding), out_shardings=replicated)
+  return train_step, eval_step
 
 
 class Trainer:
@@ -96,12 +119,9 @@ class Trainer:
     batch = ckpt_lib.example_batch(self.cfg, 1)
     rng = jax.random.PRNGKey(self.cfg.train.seed)
     with self.context():
-      abstract = jax.eval_shape(self.task.init_state, rng, batch)
-      self.state_shardings = self.task.state_shardings(abstract, self.mesh, self.rules, batch)
+      abstract, self.state_shardings = abstract_state(self.task, self.mesh, self.rules, batch, rng)
       if self.checkpointer.latest_step() is not None:
-        target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                              abstract, self.state_shardings)
-        self.state, meta = self.checkpointer.restore(target)
+        self.state, meta = self.checkpointer.restore(abstract)
         self.data.restore(meta["data"][jax.process_index()])
         self._log(f"resumed from step {meta['step']} (data position {self.data.position})")
       else:
@@ -113,12 +133,7 @@ class Trainer:
           self.state = self.state.replace(params=params, ema_params=ema)
 
   def _build_steps(self):
-    batch_sharding = mesh_lib.batch_sharding(self.mesh)
-    replicated = mesh_lib.replicated(self.mesh)
-    self.train_step = jax.jit(self.task.train_step, in_shardings=(self.state_shardings, batch_sharding),
-                              out_shardings=(self.state_shardings, replicated), donate_argnums=0)
-    self.eval_step = jax.jit(self.task.eval_step, in_shardings=(self.state_shardings, batch_sharding),
-                             out_shardings=replicated)
+    self.train_step, self.eval_step = jit_steps(self.task, self.state_shardings, self.mesh)
 
   def _log(self, message: str):
     if self.is_main:

@@ -49,7 +49,7 @@ def main():
     mesh, rules = mesh_lib.make_mesh(mesh_cfg), mesh_lib.rules(mesh_cfg)
     shardings = mesh_lib.logical_shardings(boxed, mesh, rules)
     batch = mesh_lib.batch_sharding(mesh)
-    with mesh, nn.logical_axis_rules(rules):
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
       grads = jax.jit(grad_fn, in_shardings=(shardings, batch, batch),
                       out_shardings=shardings)(jax.device_put(params, shardings), x, mask)
     result[",".join(map(str, shape))] = {
