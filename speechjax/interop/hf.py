@@ -10,7 +10,8 @@
 namings of the positional conv (`weight_g`/`weight_v` and `parametrizations.weight.original0/1`). It
 returns the `Wav2Vec2ForPreTraining` tree when the state dict has the quantizer, else the encoder tree
 (`Wav2Vec2Model` / `HubertModel`). Missing keys, unknown keys and shape mismatches raise ValueError.
-`to_hf` writes the `parametrizations` naming (torch ≥ 2.1; torch maps the old names on load). HF has no
+`from_hf` stacks the layers when `cfg.scan_layers`; `to_hf` takes either layout (`speechjax.nn.layer_stack`)
+and writes the `parametrizations` naming (torch ≥ 2.1; torch maps the old names on load). HF has no
 HuBERT/WavLM pretraining heads: pass `params["hubert"]` (`params["wavlm"]`) to export the encoder of a
 `HubertForPreTraining` (`WavLMForPreTraining`) tree. WavLM's relative position table (ours: one per encoder,
 `encoder/rel_attn_embed`) is HF's `encoder.layers.0.attention.rel_attn_embed`.
@@ -27,6 +28,7 @@ import numpy as np
 
 from speechjax.config import ConfigError
 from speechjax.models import hubert, wav2vec2, wavlm
+from speechjax.nn import layer_stack
 from speechjax.parallel.mesh import strip_boxes
 
 PREFIX = {"wav2vec2": "wav2vec2.", "hubert": "hubert.", "wavlm": "wavlm."}
@@ -172,8 +174,8 @@ def _get(tree: dict, path: tuple):
     for part in path:
       tree = tree[part]
   except (KeyError, TypeError):
-    raise ValueError(f"params have no {'/'.join(path)}: do they match the config (scan_layers, "
-                     "heads)?") from None
+    raise ValueError(f"params have no {'/'.join(path)}: do they match the config "
+                     "(num_hidden_layers, heads)?") from None
   return tree
 
 
@@ -181,22 +183,6 @@ def _set(tree: dict, path: tuple, value) -> None:
   for part in path[:-1]:
     tree = tree.setdefault(part, {})
   tree[path[-1]] = value
-
-
-def stack_layers(encoder: dict, num_layers: int) -> dict:
-  """Unscanned encoder params (`encoder/layers_i`) → scanned (`encoder/layers`, leading [L] axis)."""
-  layers = [encoder["encoder"].pop(f"layers_{i}") for i in range(num_layers)]
-  encoder["encoder"]["layers"] = jax.tree.map(lambda *xs: np.stack(xs), *layers)
-  return encoder
-
-
-def unstack_layers(encoder: dict, num_layers: int) -> dict:
-  """Scanned encoder params → unscanned (a new dict; the input is left unchanged)."""
-  inner = dict(encoder["encoder"])
-  stacked = inner.pop("layers")
-  for i in range(num_layers):
-    inner[f"layers_{i}"] = jax.tree.map(lambda x: np.asarray(x)[i], stacked)
-  return {**encoder, "encoder": inner}
 
 
 # --- state dicts -----------------------------------------------------------------------------------------
@@ -259,22 +245,18 @@ def from_hf(state_dict, cfg) -> dict:
   unexpected = sorted(set(sd) - used)
   if missing or unexpected:
     raise ValueError(f"state dict does not match the config: missing {missing}, unexpected {unexpected}")
-  if cfg.scan_layers:
-    stack_layers(params["wav2vec2"] if heads else params, cfg.num_hidden_layers)
-  return params
+  return layer_stack.loop_to_scan(params) if cfg.scan_layers else params
 
 
 def to_hf(params, cfg) -> dict[str, np.ndarray]:
-  """Our params (Wav2Vec2ForPreTraining, or an encoder tree) → HF state dict of float32 numpy arrays."""
+  """Our params (Wav2Vec2ForPreTraining, or an encoder tree; either layer layout, whatever
+  `cfg.scan_layers`) → HF state dict of float32 numpy arrays."""
   family = _family(cfg)
   if family in HEADLESS and family in params:
     raise ValueError(f"HF has no {HEADLESS[family]} pretraining heads (final_proj, label_embs): export "
                      f"params['{family}'] as the encoder")
   heads = "wav2vec2" in params
-  if cfg.scan_layers and heads:
-    params = {**params, "wav2vec2": unstack_layers(params["wav2vec2"], cfg.num_hidden_layers)}
-  elif cfg.scan_layers:
-    params = unstack_layers(params, cfg.num_hidden_layers)
+  params = layer_stack.scan_to_loop(params)
   keep_embed = cfg.mask_prob > 0 or cfg.mask_channel_prob > 0
   out = {}
   for path, key, (to_theirs, _) in _entries(cfg, heads):

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from speechjax.nn.attention import dot_product_attention
 from speechjax.nn.partitioning import dense_inits, logical, norm_inits
 from speechjax.nn.pos_conv import PositionalConvEmbedding
 from speechjax.nn.rel_pos_bias import BiasGate, RelativePositionBias
@@ -102,11 +103,13 @@ class SelfAttention(nn.Module):
 
   q/k/v kernels are [D, H, D/H] (`embed`, `heads`, `kv`), the output kernel [H, D/H, D]. Logits and
   softmax are float32. `bias` (optional, broadcastable to [B, H, F, F]) is added to the scaled logits;
-  with `gate_bias` (WavLM) it is first scaled by `BiasGate(x)` ([B, H, F, 1], parameters `gru_rel_pos`)."""
+  with `gate_bias` (WavLM) it is first scaled by `BiasGate(x)` ([B, H, F, 1], parameters `gru_rel_pos`).
+  `attention_impl`: "xla" or "flash" (`speechjax.nn.attention`; "flash" has no attention dropout)."""
   num_heads: int
   dropout: float = 0.0
   dtype: jnp.dtype = jnp.float32
   gate_bias: bool = False
+  attention_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x, mask, train: bool = False, bias=None):
@@ -120,16 +123,13 @@ class SelfAttention(nn.Module):
                        self.dtype, name=name)(x)
 
     q, k, v = proj("q_proj"), proj("k_proj"), proj("v_proj")
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
-    logits = logits * head_dim ** -0.5
-    if bias is not None:
-      if self.gate_bias:
-        bias = BiasGate(self.num_heads, self.dtype, name="gru_rel_pos")(x) * bias
-      logits = logits + bias
-    logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
-    weights = jax.nn.softmax(logits, axis=-1)
-    weights = nn.Dropout(self.dropout, deterministic=not train)(weights)
-    y = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(self.dtype), v)
+    if bias is not None and self.gate_bias:
+      bias = BiasGate(self.num_heads, self.dtype, name="gru_rel_pos")(x) * bias
+    rng = None
+    if train and self.dropout > 0:   # the key of an nn.Dropout submodule: the masks of the inline form
+      rng = nn.Dropout(self.dropout).make_rng("dropout")
+    y = dot_product_attention(q, k, v, mask, bias, implementation=self.attention_impl,
+                              dropout_rate=self.dropout, dropout_rng=rng, deterministic=not train)
     return HeadDense((self.num_heads, head_dim, features), ("heads", "kv", "embed"), "bthk,hkd->btd",
                      self.dtype, name="out_proj")(y)
 

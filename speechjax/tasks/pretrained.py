@@ -5,7 +5,8 @@
 
 `resolve_architecture` copies the checkpoint's model config over `config.model` (keeping the downstream
 run's FINETUNE_FIELDS); `warm_start` swaps the encoder subtree of freshly initialised params for the
-checkpoint's, host-side before the first step, keeping each param's sharding.
+checkpoint's, host-side before the first step, keeping each param's sharding. The checkpoint's layers may
+be stored either way (`scan_layers`): they are converted to the model's layout.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 from flax import traverse_util
 
 from speechjax import config as config_lib
+from speechjax.nn import layer_stack
 
 FINETUNE_FIELDS = ("mask_prob", "mask_length", "min_masks", "mask_channel_prob", "mask_channel_length",
                    "mask_channel_min_masks", "layerdrop", "hidden_dropout", "attention_dropout",
@@ -44,7 +46,8 @@ def warm_start(config, params):
   if scope not in pretrained:
     raise config_lib.ConfigError(f"config.init_from={config.init_from!r}: no {scope!r} encoder "
                                  f"in the checkpoint (has {sorted(pretrained)})")
-  new = traverse_util.flatten_dict(pretrained[scope], sep="/")
+  encoder = layer_stack.match_layout(jax.device_get(pretrained[scope]), params[scope])
+  new = traverse_util.flatten_dict(encoder, sep="/")
   old = traverse_util.flatten_dict(params[scope], sep="/")
   if new.keys() != old.keys():
     raise ValueError(f"init_from: encoder parameters differ: {sorted(new.keys() ^ old.keys())[:5]}")

@@ -4,12 +4,14 @@ import os
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from flax import traverse_util
 
 import harness
 from speechjax import cli, config
 from speechjax.data import records
+from speechjax.nn import layer_stack
 from speechjax.train import checkpoint, trainer
 
 SMALL = ["--config.data.batch_size=4", "--config.data.min_sample_size=0", "--config.optim.warmup_steps=1",
@@ -78,6 +80,36 @@ def test_warm_start_freeze_and_eval(synth_records, pretrained, tmp_path):
   assert 0.0 <= scores["greedy_per"] and 0.0 <= scores["beam_per"]
   lines = open(os.path.join(out, "hyp_beam.tsv")).read().splitlines()
   assert len(lines) == scores["utterances"] and all(len(l.split("\t")) == 3 for l in lines)
+
+
+def _save_relaid(source, directory, scan_layers):
+  """`source`'s params re-saved params-only (with their meta) in the `scan_layers` layout."""
+  cfg, _, params = checkpoint.load_model(source, scan_layers=scan_layers)
+  assert ("layers" in params["wav2vec2"]["encoder"]) == scan_layers == cfg.model.scan_layers
+  manager = checkpoint.open_manager(os.path.join(directory, "checkpoints"), None, async_save=False)
+  manager.save(0, args=ocp.args.Composite(params=ocp.args.StandardSave(params), meta=ocp.args.JsonSave(
+      {"step": 0, "config": json.loads(config.to_json(cfg))})))
+  manager.wait_until_finished()
+  manager.close()
+
+
+@pytest.mark.parametrize("scan_layers", [True, False])
+def test_warm_start_from_the_other_layer_layout(synth_records, pretrained, tmp_path, scan_layers):
+  """A scanned fine-tune from the (unscanned) pretraining run, an unscanned one from its scanned copy."""
+  _, _, pre = checkpoint.load_model(pretrained)
+  pre = _flat(pre["wav2vec2"])
+  source = pretrained
+  if not scan_layers:
+    source = str(tmp_path / "scanned")
+    _save_relaid(pretrained, source, scan_layers=True)
+  cfg = _ctc_config(synth_records, source, [f"--config.model.scan_layers={scan_layers}",
+                                            "--config.reinit_top_layers=1"])
+  start = trainer.Trainer(cfg, str(tmp_path / "ctc")).state.params["wav2vec2"]
+  assert ("layers" in start["encoder"]) == scan_layers
+  start = _flat(layer_stack.scan_to_loop(start))
+  assert start.keys() == pre.keys()
+  for name, value in pre.items():   # the top layer (of 2) keeps its random init
+    assert np.array_equal(start[name], value) != name.startswith("encoder/layers_1/"), name
 
 
 def test_architecture_mismatch_and_bad_fields_are_named(synth_records, pretrained):

@@ -5,12 +5,14 @@ HF models are built from configs with random weights; nothing is downloaded.
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from speechjax.config import ConfigError
 from speechjax.interop import hf
 from speechjax.models import hubert, wav2vec2
+from speechjax.nn import layer_stack
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -139,6 +141,24 @@ def test_export_import_round_trip_is_exact(family):
     np.testing.assert_array_equal(back[key], value, err_msg=key)
   again = hf.from_hf(back, cfg)
   jax.tree.map(np.testing.assert_array_equal, again, params)
+
+
+@pytest.mark.parametrize("family", ["wav2vec2", "hubert"])
+def test_export_takes_either_layer_layout_whatever_the_config(family):
+  cfg, model = _hf_model(family, "base")
+  theirs = _state_dict(model)
+  loop = hf.from_hf(theirs, cfg)
+  scanned_cfg = cfg.copy_and_resolve_references()
+  scanned_cfg.scan_layers = True
+  scan = hf.from_hf(theirs, scanned_cfg)
+  jax.tree.map(np.testing.assert_array_equal, scan, layer_stack.loop_to_scan(loop))
+  assert "layers" in (scan["wav2vec2"] if family == "wav2vec2" else scan)["encoder"]
+  for tree in (loop, scan, jax.tree.map(jnp.asarray, scan)):
+    for config in (cfg, scanned_cfg):
+      exported = hf.to_hf(tree, config)
+      assert set(exported) == set(theirs)
+      for key, value in theirs.items():
+        np.testing.assert_array_equal(exported[key], value, err_msg=key)
 
 
 def test_legacy_weight_norm_names_and_prefixes_are_accepted():

@@ -11,7 +11,7 @@ from flax import linen as nn
 
 from speechjax.config import ConfigError
 from speechjax.models import wavlm
-from speechjax.nn import rel_pos_bias, transformer
+from speechjax.nn import layer_stack, rel_pos_bias, transformer
 from speechjax.parallel.mesh import DEFAULT_RULES
 
 from model_testing import count_params, forward_matmul_flops, random_params
@@ -84,8 +84,7 @@ def test_scanned_stack_shares_the_bias_like_the_plain_stack():
   rng = np.random.default_rng(0)
   params = jax.tree.map(lambda s: jnp.asarray(0.3 * rng.standard_normal(s.shape), s.dtype), shapes)
   loss, grads = _encoder_run()(params, x, mask)
-  layers = [params.pop(f"layers_{i}") for i in range(3)]
-  stacked = {**params, "layers": jax.tree.map(lambda *a: jnp.stack(a), *layers)}
+  stacked = layer_stack.loop_to_scan(params)
   scan_loss, scan_grads = _encoder_run(scan_layers=True, remat_policy="full")(stacked, x, mask)
   np.testing.assert_allclose(scan_loss, loss, rtol=1e-5)
   chex.assert_trees_all_close(scan_grads["rel_attn_embed"], grads["rel_attn_embed"], atol=1e-5)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from speechjax.nn import grad, pos_conv, transformer
+from speechjax.nn import grad, layer_stack, pos_conv, transformer
 
 B, F, D, LAYERS = 2, 12, 32, 2
 
@@ -47,32 +47,20 @@ def _plain_params():
                       nn.unbox(shapes)["params"])
 
 
-def _stacked(params):
-  layers = [params.pop(f"layers_{i}") for i in range(LAYERS)]
-  return {**params, "layers": jax.tree.map(lambda *xs: np.stack(xs), *layers)}
-
-
-def _unstacked(grads):
-  grads = dict(grads)
-  stacked = grads.pop("layers")
-  return {**grads, **{f"layers_{i}": jax.tree.map(lambda g: np.asarray(g)[i], stacked)
-                      for i in range(LAYERS)}}
-
-
 @pytest.mark.parametrize("variant", [dict(scan_layers=True, remat_policy="full"), dict(remat_policy="dots")])
 def test_scan_and_remat_equal_the_plain_stack(variant):
   params = _plain_params()
   x, mask = _inputs()
   (ref_loss, (ref_last, ref_hidden)), ref_grads = _loss_and_grad()(params, x, mask)
   scan = variant.get("scan_layers", False)
-  (loss, (last, hidden)), grads = _loss_and_grad(**variant)(_stacked(dict(params)) if scan else params,
+  (loss, (last, hidden)), grads = _loss_and_grad(**variant)(layer_stack.loop_to_scan(params) if scan else params,
                                                             x, mask)
   np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
   np.testing.assert_allclose(last, ref_last, atol=1e-5)
   assert len(hidden) == len(ref_hidden) == LAYERS + 1
   for h, r in zip(hidden, ref_hidden):
     np.testing.assert_allclose(h, r, atol=1e-5)
-  grads = _unstacked(grads) if scan else grads
+  grads = layer_stack.scan_to_loop(grads) if scan else grads
   chex.assert_trees_all_close(grads, ref_grads, atol=1e-5)
   assert float(jnp.abs(grads["layers_0"]["attention"]["q_proj"]["kernel"]).max()) > 0
 
