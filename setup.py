@@ -27,6 +27,8 @@ EXTRAS = {
              "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],   # tests/test_notebook.py
     "interop": ["torch==2.13.0", "transformers>=4.57,<5", "kaldi-native-fbank>=1.20"],
     # benchmarks/codec_quality.py (Opus rows: PyAV, whose wheels bundle libopus) and benchmarks/codec.py (with the interop extra)
+    # the TPU compiler, for `speechjax compile` on any machine (no TPU needed) and for running on TPU VMs
+    "tpu": ["jax[tpu]==0.10.2"],
     "codec": ["pesq>=0.0.4", "pystoi>=0.4.1", "vector-quantize-pytorch>=1.20", "av>=14"],
 }
 

@@ -100,6 +100,9 @@ def tpu_devices(topology: plan_lib.Topology) -> list:
   except ImportError:
     raise CompileError('the TPU compiler is not installed: pip install "speechjax[tpu]" (libtpu for this '
                        "jax version; it coexists with CPU jax)") from None
+  # Several processes may load libtpu to compile (no TPU is opened); without this the second one stops at
+  # libtpu's lockfile.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   with _quiet_stderr() as log:
     try:
       return list(topologies.get_topology_desc(topology_name=name, platform="tpu").devices)

@@ -31,7 +31,7 @@ from flax import linen as nn
 from speechjax.config import ConfigError, require
 from speechjax.nn.lm_transformer import Stack
 from speechjax.nn.partitioning import logical
-from speechjax.nn.transformer import HeadDense
+from speechjax.nn.transformer import SCAN_MIN_LAYERS, HeadDense
 
 _PRESETS = {
     "tiny": dict(levels=4, codebook_size=64, semantic_vocab=100, hidden_size=128, num_layers=3,
@@ -49,6 +49,7 @@ def model_config(preset: str = "tiny") -> ml_collections.ConfigDict:
       model_type="soundstorm", dropout=0.0, attention_dropout=0.0, eps=1e-5, scan_layers=False,
       remat_policy="none", dtype="float32"))
   cfg.update(_PRESETS[preset])
+  cfg.scan_layers = cfg.num_layers >= SCAN_MIN_LAYERS
   return cfg
 
 

@@ -26,7 +26,7 @@ from speechjax.config import ConfigError, require
 from speechjax.models import sampling
 from speechjax.nn.lm_transformer import Stack
 from speechjax.nn.partitioning import dense_inits, logical
-from speechjax.nn.transformer import REMAT_POLICIES
+from speechjax.nn.transformer import REMAT_POLICIES, SCAN_MIN_LAYERS
 
 POSITIONS = ("rope", "learned")
 
@@ -45,6 +45,7 @@ def model_config(preset: str = "tiny", vocab_size: int = 1024) -> ml_collections
       model_type="token_lm", vocab_size=vocab_size, position="rope", tie_embeddings=False, dropout=0.0,
       attention_dropout=0.0, eps=1e-5, scan_layers=False, remat_policy="none", dtype="float32"))
   cfg.update(_PRESETS[preset])
+  cfg.scan_layers = cfg.num_layers >= SCAN_MIN_LAYERS
   return cfg
 
 

@@ -53,8 +53,8 @@ from speechjax.nn import conv_encoder, masking
 from speechjax.nn.grad import scale_gradient
 from speechjax.nn.partitioning import logical
 from speechjax.nn.quantizers import GumbelVectorQuantizer
-from speechjax.nn.transformer import (REMAT_POLICIES, FeatureProjection, TransformerEncoder,
-                                      linear_inits)
+from speechjax.nn.transformer import (REMAT_POLICIES, SCAN_MIN_LAYERS, FeatureProjection,
+                                      TransformerEncoder, linear_inits)
 
 TINY_CONV = ((32, 10, 5), (32, 8, 4), (32, 4, 4), (32, 4, 4))   # stride 320, like the base stack
 
@@ -87,7 +87,9 @@ def model_config(preset: str = "base") -> ml_collections.ConfigDict:
   """`tiny` (CPU tests), `base` (LS-960 Base), `large` (LV-60 Large)."""
   if preset not in _PRESETS:
     raise ConfigError(f"wav2vec2 model preset {preset!r}: expected one of {sorted(_PRESETS)}")
-  return ml_collections.ConfigDict({**_BASE, **_PRESETS[preset]})
+  cfg = ml_collections.ConfigDict({**_BASE, **_PRESETS[preset]})
+  cfg.scan_layers = cfg.num_hidden_layers >= SCAN_MIN_LAYERS
+  return cfg
 
 
 def validate(cfg) -> None:

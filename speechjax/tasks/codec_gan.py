@@ -109,7 +109,8 @@ class Task(base.Task):
     return {"generator": gen["params"], "discriminator": disc["params"], "vq_stats": gen["vq_stats"]}
 
   def abstract_variables(self, batch):
-    return {"params": jax.eval_shape(self._variables, jax.random.PRNGKey(0), batch)}
+    """Boxed variable shapes; nothing runs eagerly, so it works on a mesh of abstract (AOT) devices."""
+    return {"params": jax.eval_shape(lambda b: self._variables(jax.random.PRNGKey(0), b), batch)}
 
   def init_state(self, rng, batch):
     params = nn.unbox(self._variables(rng, batch))

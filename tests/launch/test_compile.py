@@ -1,0 +1,136 @@
+"""`speechjax compile`: the trainer's step compiled by the real TPU compiler (libtpu) on this CPU, and the
+HLO / jaxpr readers behind its report."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from launch import compile as compile_lib
+from launch import hlo_stats
+from speechjax import config as config_lib
+
+
+def _libtpu_or_skip():
+  try:
+    import libtpu  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
+  except ImportError:
+    pytest.skip('libtpu is not installed (pip install "speechjax[tpu]"): no TPU compiler to run')
+
+
+@pytest.mark.parametrize("generation,chips,expected", [
+    ("v5e", 4, "2x2"), ("v5e", 8, "2x4"), ("v5e", 256, "16x16"), ("v6e", 16, "4x4"),
+    ("v4", 4, "2x2x1"), ("v4", 32, "2x4x4"), ("v5p", 64, "4x4x4"), ("v4", 128, "4x4x8")])
+def test_physical_layout(generation, chips, expected):
+  assert compile_lib.physical_layout(generation, chips) == expected
+
+
+def test_slices_below_four_chips_are_refused():
+  with pytest.raises(compile_lib.CompileError, match="2x2 slice or larger"):
+    compile_lib.physical_layout("v5e", 2)
+
+
+def test_jaxpr_flops_multiply_scan_bodies_out():
+  w = jnp.ones((12, 64, 64))
+  x = jnp.ones((8, 64))
+
+  def stack(x, w):
+    return jax.lax.scan(lambda h, wi: (h @ wi, None), x, w)[0].sum()
+  one_layer = 2 * 8 * 64 * 64
+  assert hlo_stats.jaxpr_flops(stack, x, w) == 12 * one_layer
+  # the gradient: forward + two matmuls per layer backward (input and weight gradients)
+  assert hlo_stats.jaxpr_flops(jax.grad(stack, argnums=1), x, w) == 3 * 12 * one_layer
+
+
+def test_jaxpr_flops_of_a_grouped_conv():
+  x, k = jnp.ones((2, 50, 32)), jnp.ones((5, 8, 32))
+  conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (1,), "SAME", dimension_numbers=("NWC", "WIO", "NWC"),
+                                                   feature_group_count=4)
+  assert hlo_stats.jaxpr_flops(conv, x, k) == 2 * 2 * 50 * 32 * (5 * 8)
+
+
+HLO = """HloModule m
+
+%body (p: (s32[], f32[4,8])) -> (s32[], f32[4,8]) {
+  %ag = bf16[16,8]{1,0} all-gather(bf16[4,8]{1,0} %x), replica_groups={{0,1,2,3}}, dimensions={0}
+  ROOT %t = (s32[], f32[4,8]) tuple(%i, %y)
+}
+
+%cond (p: (s32[], f32[4,8])) -> pred[] {
+  ROOT %lt = pred[] compare(%i, %n), direction=LT
+}
+
+ENTRY %main.1 (a: f32[4,8]) -> f32[4,8] {
+  %w = (s32[], f32[4,8]) while(%init), condition=%cond, body=%body, backend_config={"known_trip_count":{"n":"12"}}
+  %ar = f32[4,8]{1,0} all-reduce(f32[4,8]{1,0} %a), replica_groups={{0,1}}, to_apply=%add
+  %rs = (f32[2,8]{1,0}, f32[1,8]{1,0}) reduce-scatter(f32[8,8]{1,0} %b, f32[4,8]{1,0} %c), dimensions={0}
+  ROOT %r = f32[4,8] copy(%ar)
+}
+"""
+
+
+def test_collectives_count_loop_bodies_times_their_trips():
+  out = hlo_stats.collectives(HLO)
+  assert out["all-gather"] == {"count": 12, "bytes": 12 * 16 * 8 * 2, "largest": 16 * 8 * 2}
+  assert out["all-reduce"]["count"] == 1 and out["all-reduce"]["bytes"] == 4 * 8 * 4
+  assert out["reduce-scatter"]["bytes"] == (2 * 8 + 1 * 8) * 4
+
+
+def test_hbm_overflow_message():
+  message = ("RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in memory space hbm. "
+             "Used 37.05G of 15.25G hbm. Exceeded hbm capacity by 21.80G.\n"
+             "Total hbm usage >= 37.30G:\n"
+             "Largest program allocations in hbm:\n\n"
+             "  1. Size: 4.50G\n     Operator: op_name=\"jit(train_step)/softmax\"\n"
+             "     Shape: f32[12,8,12,781,781]{4,3,2,1,0}\n\n"
+             "  2. Size: 1.13G\n     XLA label: fusion.12 = fusion(...)\n     Shape: bf16[8,12,781,781]\n")
+  out = hlo_stats.hbm_overflow(message)
+  assert out["required"] == pytest.approx(37.05 * 2**30) and out["available"] == pytest.approx(15.25 * 2**30)
+  assert [b["shape"] for b in out["largest"]] == ["f32[12,8,12,781,781]{4,3,2,1,0}", "bf16[8,12,781,781]"]
+  assert out["largest"][0]["size"] == pytest.approx(4.5 * 2**30)
+  assert hlo_stats.hbm_overflow("INVALID_ARGUMENT: something else") is None
+
+
+def test_batch_shapes_match_the_pipeline(synth_records):
+  from speechjax.data import pipeline, records
+  cfg = config_lib.load("configs/hubert.py:tiny", [f"--config.data.path={synth_records}",
+                                                    "--config.data.batch_size=2"])
+  meta = records.read_meta(synth_records)
+  batch = next(pipeline.from_config(cfg.data, True))
+  shapes = pipeline.batch_shapes(cfg.data, 2, {n: meta.labels[n].hop for n in cfg.data.labels})
+  assert {k: (v.shape, str(v.dtype)) for k, v in batch.items() if k in shapes} == shapes
+  assert set(shapes) == {k for k in batch if k not in pipeline.HOST_FIELDS}
+  assert compile_lib.label_hops(cfg) == {n: meta.labels[n].hop for n in cfg.data.labels}
+
+
+@pytest.mark.parametrize("topology,devices,mesh", [("v5e-4", 4, "(-1,1,1)"), ("v4-8", 8, "(2,-1,1)")])
+def test_hubert_tiny_train_step_compiles_for_tpu(topology, devices, mesh, tmp_path):
+  """The real train step for a v5e 2x2 and a v4 2x2x1 slice: memory fields, FLOPs and the collectives
+  of data parallelism (gradient all-reduce) and of FSDP (weights all-gathered). (XLA:TPU reduces this tiny
+  model's FSDP gradients with all-reduces, not reduce-scatters: docs/scaling.md.)"""
+  _libtpu_or_skip()
+  cfg = config_lib.load("configs/hubert.py:tiny", [f"--config.mesh.shape={mesh}",
+                                                    "--config.model.dtype=bfloat16",
+                                                    "--config.data.path=/nonexistent"])
+  report = compile_lib.compile_config(cfg, "hubert tiny", topology)
+  assert report.devices == devices and report.device_kind.startswith("TPU v")
+  (step,) = report.steps
+  m = step.memory
+  assert step.fits and m["temporaries"] > 0 and m["arguments"] > 0
+  assert m["aliases"] > 0                                   # the donated state is updated in place
+  assert m["peak"] == m["arguments"] + m["outputs"] + m["temporaries"] - m["aliases"]
+  assert step.flops > 0 and step.bytes_accessed > 0 and step.step_seconds > 0
+  assert "all-reduce" in step.collectives
+  if "2," in mesh:
+    assert "all-gather" in step.collectives
+  text = compile_lib.format_report(report)
+  assert "fits" in text and "estimate" in text
+  json.loads(compile_lib.to_json(report))
+
+
+def test_cli_without_a_topology_it_knows(capsys):
+  from speechjax import cli
+  assert cli.main(["compile", "--config", "configs/hubert.py:tiny", "--topology", "v9-8"]) == 2
+  assert "--topology" in capsys.readouterr().err
