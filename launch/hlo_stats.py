@@ -82,6 +82,9 @@ _COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
 _OP = re.compile(r"=\s*(.+?)\s+(" + "|".join(COLLECTIVES) + r")(-start)?\(")
 _WHILE = re.compile(r"\bwhile\(.*\bbody=%?([\w.\-]+)")
 _TRIP = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
+_COND = re.compile(r"\bcondition=%?([\w.\-]+)")
+_CONSTANT = re.compile(r"%([\w.\-]+) = s32\[\]\S* constant\((\d+)\)")
+_LESS_THAN = re.compile(r"compare\(%[\w.\-]+, %([\w.\-]+)\), direction=LT")
 _CALLS = re.compile(r"\b(?:to_apply|calls|body|condition|branch_computations)=\{?%?([\w.\-]+)")
 
 
@@ -103,12 +106,25 @@ def _computations(hlo_text: str) -> dict[str, list[str]]:
   return blocks
 
 
+def _trip_count(while_line: str, blocks: dict[str, list[str]]) -> int:
+  """A while loop's trip count: XLA's `known_trip_count`, else the `i < N` of its condition (jax's
+  scans count up from 0), else 1."""
+  known = _TRIP.search(while_line)
+  if known:
+    return int(known.group(1))
+  cond = _COND.search(while_line)
+  lines = blocks.get(cond.group(1), []) if cond else []
+  constants = dict(m.groups() for m in map(_CONSTANT.search, lines) if m)
+  for line in lines:
+    root = _LESS_THAN.search(line)
+    if line.strip().startswith("ROOT") and root and root.group(1) in constants:
+      return int(constants[root.group(1)])
+  return 1
+
+
 def _multiplicities(blocks: dict[str, list[str]]) -> dict[str, int]:
-  """How often each computation runs per call of the entry: while bodies × their known trip count."""
-  entry = next(iter(blocks)) if blocks else None
-  for name in blocks:
-    if any(line.strip().startswith("ROOT") for line in blocks[name]) and name.startswith("main"):
-      entry = name
+  """How often each computation runs per call of the entry: while bodies × their trip count."""
+  entry = next((name for name in blocks if name.startswith("main")), next(iter(blocks), None))
   times = collections.defaultdict(int)
 
   def visit(name, factor, depth=0):
@@ -117,14 +133,10 @@ def _multiplicities(blocks: dict[str, list[str]]) -> dict[str, int]:
     times[name] += factor
     for line in blocks[name]:
       w = _WHILE.search(line)
-      trips = _TRIP.search(line)
+      trips = _trip_count(line, blocks) if w else 1
       for callee in _CALLS.findall(line):
-        inner = factor * (int(trips.group(1)) if (w and callee == w.group(1) and trips) else 1)
-        visit(callee, inner, depth + 1)
-  for name in blocks:
-    if name == entry or name.startswith("main"):
-      visit(name, 1)
-      break
+        visit(callee, factor * (trips if w and callee == w.group(1) else 1), depth + 1)
+  visit(entry, 1)
   return times
 
 

@@ -134,3 +134,11 @@ def test_cli_without_a_topology_it_knows(capsys):
   from speechjax import cli
   assert cli.main(["compile", "--config", "configs/hubert.py:tiny", "--topology", "v9-8"]) == 2
   assert "--topology" in capsys.readouterr().err
+
+
+def test_trip_count_from_the_loop_condition():
+  """XLA:TPU's optimised HLO has no known_trip_count; the condition `i < 6` gives it."""
+  hlo = HLO.replace(', backend_config={"known_trip_count":{"n":"12"}}', "").replace(
+      "  ROOT %lt = pred[] compare(%i, %n), direction=LT",
+      "  %n = s32[]{:T(128)} constant(6)\n  ROOT %lt = pred[] compare(%i, %n), direction=LT")
+  assert hlo_stats.collectives(hlo)["all-gather"]["count"] == 6
