@@ -271,8 +271,8 @@ def format_report(r: Report) -> str:
         f"temporaries {_gib(m['temporaries'])}, aliased {_gib(m['aliases'])}",
         f"  peak                      {_gib(m['peak'])} of {_gib(s.hbm_bytes)} GiB "
         f"({m['peak'] / s.hbm_bytes:.0%}) → {'fits' if s.fits else 'DOES NOT FIT'}",
-        f"  FLOPs per device          {s.flops / 1e12:.3f} TFLOP (matmul + conv, scan bodies × length); "
-        f"XLA cost_analysis {s.xla_flops / 1e12:.3f} TFLOP (loop bodies once)",
+        f"  FLOPs per device          {plan_lib._flop(s.flops)} (matmul + conv, scan bodies × length); "
+        f"XLA cost_analysis {plan_lib._flop(s.xla_flops)} (loop bodies once)",
         f"  bytes accessed            {s.bytes_accessed / GiB:.2f} GiB per device (XLA, loop bodies once)",
     ]
     if s.collectives:

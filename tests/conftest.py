@@ -32,6 +32,22 @@ FAST_COMPILE_DIRS = ("nn", "models", "interop")
 FAST_COMPILE = "jax_disable_most_optimizations"
 
 
+@pytest.fixture(scope="session")
+def tpu_mesh():
+  """A v5e 2x2 slice (4 chips) as a (data, fsdp, tensor) = (4, 1, 1) mesh of abstract devices: ahead-of-time
+  TPU compiles on this machine (needs libtpu, no TPU); skips when the TPU compiler cannot start."""
+  import numpy as np
+  from jax.experimental import topologies
+  from jax.sharding import Mesh
+  # Ahead-of-time compiles use no TPU: let libtpu start beside another process holding its lockfile.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+  try:
+    topo = topologies.get_topology_desc(topology_name="v5e:2x2", platform="tpu")
+  except Exception as e:  # pylint: disable=broad-except
+    pytest.skip(f"no TPU compiler (libtpu: pip install 'jax[tpu]'): {type(e).__name__}: {e}")
+  return Mesh(np.array(topo.devices).reshape(4, 1, 1), ("data", "fsdp", "tensor"))
+
+
 @pytest.fixture
 def fast_compile():
   """For one test that compiles many small programs once each (outside FAST_COMPILE_DIRS)."""

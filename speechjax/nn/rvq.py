@@ -159,14 +159,13 @@ class ResidualVQ(nn.Module):
 
   def _kmeans_init_once(self, rng, flat, weights):
     """On the first training call: codebooks ← k-means of the batch's residuals, layer by layer."""
-    def init():
-      residual, books, sizes = flat, [], []
-      for rng_q in jax.random.split(rng, self.num_quantizers):
-        centroids, counts = kmeans(rng_q, residual, weights, self.codebook_size, self.kmeans_iters)
-        residual = residual - centroids[jnp.argmin(squared_distances(residual, centroids), -1)]
-        books.append(centroids)
-        sizes.append(counts)
-      books, sizes = jnp.stack(books), jnp.stack(sizes)
+    def layer(residual, rng_q):
+      centroids, counts = kmeans(rng_q, residual, weights, self.codebook_size, self.kmeans_iters)
+      residual = residual - centroids[jnp.argmin(squared_distances(residual, centroids), -1)]
+      return residual, (centroids, counts)
+
+    def init():   # one scan over the layers: the program stays one layer long whatever N_q
+      _, (books, sizes) = jax.lax.scan(layer, flat, jax.random.split(rng, self.num_quantizers))
       return books, sizes, books * sizes[..., None]
     stats = (self.codebook.value, self.cluster_size.value, self.embed_sum.value)
     stats = jax.lax.cond(self.initialized.value, lambda: stats, init)

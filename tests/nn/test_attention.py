@@ -1,7 +1,6 @@
 """Attention core: the flash kernel (Pallas TPU interpret mode on CPU) equals the XLA form, forward and
 gradients; dropout and unknown implementations are refused; ahead of time for TPU the flash backward keeps
 no [B, H, F, F] array."""
-import os
 import re
 
 import jax
@@ -96,19 +95,6 @@ def test_unknown_implementation_is_named():
   (q, k, v, _), mask, _ = _inputs(5, [5])
   with pytest.raises(ValueError, match="'cudnn'"):
     attention.dot_product_attention(q, k, v, mask, implementation="cudnn")
-
-
-@pytest.fixture(scope="module")
-def tpu_mesh():
-  """A v5e 2x2 slice (4 chips) as a (data, fsdp, tensor) = (4, 1, 1) mesh of abstract devices."""
-  from jax.experimental import topologies
-  # Ahead-of-time compiles use no TPU: let libtpu start beside another process holding its lockfile.
-  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-  try:
-    topo = topologies.get_topology_desc(topology_name="v5e:2x2", platform="tpu")
-  except Exception as e:  # pylint: disable=broad-except
-    pytest.skip(f"no TPU compiler (libtpu: pip install 'jax[tpu]'): {type(e).__name__}: {e}")
-  return Mesh(np.array(topo.devices).reshape(4, 1, 1), ("data", "fsdp", "tensor"))
 
 
 def _compile_for_tpu(mesh, implementation, batch, heads, frames):

@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import linen as nn
 
 from speechjax.nn import rvq
 
@@ -107,3 +108,101 @@ def test_squared_distances_matches_direct_computation():
   direct = ((x[:, None] - book[None]) ** 2).sum(-1)
   np.testing.assert_allclose(rvq.squared_distances(jnp.asarray(x, jnp.float32), jnp.asarray(book, jnp.float32)),
                              direct, rtol=1e-4, atol=1e-4)
+
+
+class _VqKey(nn.Module):
+  """The key a top-level module's first `make_rng("vq")` gives (flax folds the path and a counter in)."""
+
+  def __call__(self):
+    return self.make_rng("vq")
+
+
+def _reference(stats, x, mask, num_active, key, module, update):
+  """ResidualVQ written out layer by layer in float64 numpy (jax.random only to draw the same frames).
+
+  Returns (codes [B, F, N_q], quantized [B, F, D], commitment, perplexity, usage, replaced, new stats)."""
+  q_max, dim = module.num_quantizers, x.shape[-1]
+  flat = np.asarray(x, np.float64).reshape(-1, dim)
+  active = np.repeat(np.arange(q_max)[None] < np.asarray(num_active)[:, None], x.shape[1], 0)   # [M, N_q]
+  frames = np.asarray(mask).reshape(-1)
+  book, size, embed = (np.array(stats[k], np.float64) for k in ("codebook", "cluster_size", "embed_sum"))
+
+  def draw(rng, rows, num):
+    p = jnp.asarray(rows, jnp.float32)
+    return np.asarray(jax.random.choice(rng, len(rows), shape=(num,), p=p / jnp.maximum(p.sum(), 1.0)))
+
+  def assign(r, codebook):
+    return np.argmin(((r[:, None] - codebook[None]) ** 2).sum(-1), -1)
+
+  def counts_and_sums(r, codes, w):
+    onehot = np.eye(module.codebook_size)[codes] * w[:, None]
+    return onehot.sum(0), onehot.T @ r
+
+  init_key, layer_key = jax.random.split(_VqKey().apply({}, rngs={"vq": key}))
+  if update and not bool(stats["initialized"]):
+    residual = flat
+    for q, rng in enumerate(jax.random.split(init_key, q_max)):
+      centroids = residual[draw(rng, frames, module.codebook_size)]
+      for _ in range(module.kmeans_iters):
+        counts, sums = counts_and_sums(residual, assign(residual, centroids), frames)
+        centroids = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1e-9)[:, None], centroids)
+      book[q], (size[q], _) = centroids, counts_and_sums(residual, assign(residual, centroids), frames)
+      embed[q] = centroids * size[q][:, None]
+      residual = residual - centroids[assign(residual, centroids)]
+  residual, quantized = flat, np.zeros_like(flat)
+  codes, commitment, perplexity, usage, replaced = [], 0.0, [], [], []
+  for q, rng in enumerate(jax.random.split(layer_key, q_max)):
+    w = (active[:, q] & frames).astype(np.float64)
+    c = assign(residual, book[q])
+    e = book[q][c]
+    counts, sums = counts_and_sums(residual, c, w)
+    dead = np.zeros(module.codebook_size, bool)
+    if update and w.sum() > 0:
+      size[q] = module.decay * size[q] + (1 - module.decay) * counts
+      embed[q] = module.decay * embed[q] + (1 - module.decay) * sums
+      n = size[q].size
+      smoothed = (size[q] + module.epsilon) / (size[q].sum() + n * module.epsilon) * size[q].sum()
+      book[q] = embed[q] / np.maximum(smoothed, module.epsilon)[:, None]
+      dead = size[q] < module.dead_code_threshold
+      picked = residual[draw(rng, w > 0, module.codebook_size)]
+      book[q] = np.where(dead[:, None], picked, book[q])
+      embed[q] = np.where(dead[:, None], picked * module.dead_code_threshold, embed[q])
+      size[q] = np.where(dead, module.dead_code_threshold, size[q])
+    commitment += np.sum(np.mean((residual - e) ** 2, -1) * w) / max(w.sum(), 1.0)
+    probs = counts / max(counts.sum(), 1e-9)
+    perplexity.append(np.exp(-np.sum(probs[probs > 0] * np.log(probs[probs > 0]))))
+    usage.append(np.mean(counts > 0))
+    replaced.append(dead.sum())
+    codes.append(c)
+    quantized += active[:, q:q + 1] * e
+    residual = residual - e
+  new = {"codebook": book, "cluster_size": size, "embed_sum": embed}
+  return (np.stack(codes, -1).reshape(*x.shape[:2], q_max), quantized.reshape(x.shape), commitment,
+          perplexity, usage, replaced, new)
+
+
+def test_layers_match_a_per_layer_reference():
+  """Two training calls (k-means init, then EMA updates with dead codes) and an eval call, with padded
+  frames and quantizer dropout (n_q < N_q; on the second call no example uses the last layer)."""
+  rng = np.random.default_rng(4)
+  module = rvq.ResidualVQ(4, 6, 3, decay=0.5, dead_code_threshold=1.3, kmeans_iters=3)
+  x = jnp.asarray(rng.standard_normal((3, 10, 3)), jnp.float32)
+  mask = jnp.arange(10)[None, :] < jnp.asarray([10, 7, 4])[:, None]
+  stats = module.init(jax.random.PRNGKey(0), x, mask, jnp.asarray([4, 4, 4]))[rvq.STATS]
+  calls = [(jnp.asarray([4, 2, 1]), True, 1), (jnp.asarray([3, 1, 2]), True, 2), (jnp.asarray([2, 4, 1]), False, 3)]
+  for num_active, train, seed in calls:
+    key = jax.random.PRNGKey(seed)
+    out, new = module.apply({rvq.STATS: stats}, x, mask, num_active, train=train, rngs={"vq": key},
+                            mutable=[rvq.STATS])
+    codes, quantized, commitment, perplexity, usage, replaced, expected = _reference(
+        stats, x, mask, num_active, key, module, train)
+    np.testing.assert_array_equal(out["codes"], codes)
+    np.testing.assert_allclose(out["quantized"], quantized, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["commitment"], commitment, rtol=1e-5)
+    np.testing.assert_allclose(out["perplexity"], perplexity, rtol=1e-5)
+    np.testing.assert_allclose(out["usage"], usage)
+    np.testing.assert_array_equal(out["replaced"], replaced)
+    for name, value in expected.items():
+      np.testing.assert_allclose(new[rvq.STATS][name], value, rtol=1e-5, atol=1e-5, err_msg=name)
+    stats = new[rvq.STATS]
+  assert bool(stats["initialized"])

@@ -3,9 +3,11 @@ improves; the task's own TrainState checkpoints and restores; denoising pairs; c
 import jax
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from speechjax import config
 from speechjax.config import ConfigError
+from speechjax.parallel import mesh as mesh_lib
 from speechjax.tasks import get_task
 from speechjax.train import checkpoint, trainer
 
@@ -114,3 +116,21 @@ def test_config_errors_name_the_field():
     get_task(micro_config("--config.data.max_sample_size=2050"))
   with pytest.raises(ConfigError, match="task.denoise"):
     get_task(micro_config("--config.task.denoise=True"))
+
+
+def test_state_shardings_and_step_on_abstract_tpu_devices(tpu_mesh):
+  """What the trainer builds before the first step (abstract state, shardings, the jitted step's
+  lowering) works on a mesh of abstract TPU devices: nothing runs eagerly on them."""
+  cfg = micro_config()
+  task, rules = get_task(cfg), mesh_lib.rules(cfg.mesh)
+  rng, example = jax.random.PRNGKey(0), checkpoint.example_batch(cfg, 1)
+  sharding = mesh_lib.batch_sharding(tpu_mesh)
+  batch = {k: jax.ShapeDtypeStruct((cfg.data.batch_size,) + v.shape[1:], v.dtype, sharding=sharding)
+           for k, v in example.items()}
+  with jax.set_mesh(tpu_mesh), nn.logical_axis_rules(rules):
+    abstract, shardings = trainer.abstract_state(task, tpu_mesh, rules, example, rng)
+    train_step, _ = trainer.jit_steps(task, shardings, tpu_mesh)
+    train_step.lower(abstract, batch)
+  assert abstract.params["vq_stats"]["quantizer"]["codebook"].shape == (4, 16, 8)
+  assert all(s.mesh is tpu_mesh for s in jax.tree.leaves(shardings))
+  assert {d.platform for d in tpu_mesh.devices.flat} == {"tpu"}
