@@ -236,7 +236,11 @@ def compile_config(cfg, spec: str, topology: str, steps=("train",)) -> Report:
     batch = abstract_batch(cfg, mesh)
     train_step, eval_step = trainer.jit_steps(task, shardings, mesh)
     jitted = {"train": train_step, "eval": eval_step}
-    reports = [compile_step(name, jitted[name], (state, batch), device, len(devices)) for name in steps]
+    try:
+      reports = [compile_step(name, jitted[name], (state, batch), device, len(devices)) for name in steps]
+    except KeyError as e:
+      raise CompileError(f"the step reads batch field {e}, which the input pipeline does not emit for this "
+                         f"config (it emits {sorted(batch)}; set data.labels / task.*_labels)") from None
   num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))
   return Report(spec, topology, len(devices), devices[0].device_kind, dict(mesh.shape),
                 str(cfg.model.get("dtype", "float32")), cfg.data.batch_size, cfg.data.max_sample_size,
