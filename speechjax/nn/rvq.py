@@ -46,10 +46,17 @@ def squared_distances(x, codebook):
   return jnp.sum(x * x, -1, keepdims=True) - 2.0 * cross + jnp.sum(codebook * codebook, -1)[None, :]
 
 
+def target_platform() -> str:
+  """The platform being compiled for: the current mesh's devices (so an ahead-of-time compile for a TPU
+  slice from a CPU host says "tpu"), else the default backend."""
+  device = jax.sharding.get_abstract_mesh().abstract_device
+  return device.platform if device is not None else jax.default_backend()
+
+
 def assignment_stats(x, codes, weights, size: int):
   """Per-code (weighted frame count [N], sum of the assigned frames [N, D]) of `x` [M, D]. On TPU a
   one-hot matmul (MXU); elsewhere a scatter-add, O(M·D) instead of O(M·N·D) (as speechjax.cluster.kmeans)."""
-  if jax.default_backend() == "tpu":
+  if target_platform() == "tpu":
     onehot = jax.nn.one_hot(codes, size, dtype=x.dtype) * weights[:, None]
     return onehot.sum(0), jnp.matmul(onehot.T, x, precision=_HIGHEST)
   return (jax.ops.segment_sum(weights, codes, num_segments=size),

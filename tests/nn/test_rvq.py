@@ -206,3 +206,14 @@ def test_layers_match_a_per_layer_reference():
       np.testing.assert_allclose(new[rvq.STATS][name], value, rtol=1e-5, atol=1e-5, err_msg=name)
     stats = new[rvq.STATS]
   assert bool(stats["initialized"])
+
+
+def test_assignment_stats_follow_the_mesh_platform(tpu_mesh):
+  """Under a TPU slice's mesh (an ahead-of-time compile from this CPU host) the stats take the TPU form, a
+  one-hot matmul; outside it, the host's scatter-add."""
+  x, codes, weights = jnp.ones((6, 4)), jnp.array([0, 1, 1, 2, 0, 3]), jnp.ones(6)
+  trace = lambda: str(jax.make_jaxpr(lambda *a: rvq.assignment_stats(*a, size=4))(x, codes, weights))
+  assert "scatter-add" in trace() and "dot_general" not in trace()
+  with jax.set_mesh(tpu_mesh):
+    assert rvq.target_platform() == "tpu"
+    assert "dot_general" in trace() and "scatter-add" not in trace()
