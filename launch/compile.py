@@ -54,7 +54,6 @@ DEVICES = {
     "v5p": Device(95 * GiB, 459e12, 2.765e12),
     "v6e": Device(32 * GiB, 918e12, 1.64e12),
 }
-DEVICES_PER_CHIP = {"v4": 2, "v5e": 1, "v5p": 1, "v6e": 1}
 THREE_D = ("v4", "v5p")
 
 

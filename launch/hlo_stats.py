@@ -164,12 +164,12 @@ def collectives(hlo_text: str) -> dict[str, dict]:
 
 # --- out-of-memory errors ------------------------------------------------------------------------
 
-_GIB = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+_BYTE_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
 def _size(text: str) -> float:
   m = re.match(r"([\d.]+)([KMGT])?", text)
-  return float(m.group(1)) * _GIB.get(m.group(2) or "", 1)
+  return float(m.group(1)) * _BYTE_UNITS.get(m.group(2) or "", 1)
 
 
 def hbm_overflow(message: str) -> dict | None:
