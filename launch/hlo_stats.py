@@ -85,6 +85,7 @@ _TRIP = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
 _COND = re.compile(r"\bcondition=%?([\w.\-]+)")
 _CONSTANT = re.compile(r"%([\w.\-]+) = s32\[\]\S* constant\((\d+)\)")
 _LESS_THAN = re.compile(r"compare\(%[\w.\-]+, %([\w.\-]+)\), direction=LT")
+_SCALAR_CONTEXT = re.compile(r"\bu32\[\]")    # the sync-flag elements of an async collective's tuple
 _CALLS = re.compile(r"\b(?:to_apply|calls|body|condition|branch_computations)=\{?%?([\w.\-]+)")
 
 
@@ -151,7 +152,7 @@ def collectives(hlo_text: str) -> dict[str, dict]:
       m = _OP.search(line)
       if not m:
         continue
-      sizes = shape_bytes(m.group(1))
+      sizes = shape_bytes(_SCALAR_CONTEXT.sub("", m.group(1)) if m.group(3) else m.group(1))
       if m.group(3) and len(sizes) > 1 and m.group(2) != "all-reduce":
         sizes = sizes[len(sizes) // 2:]           # (operands, results) of an async start: the results
       n = max(times.get(name, 1), 1)

@@ -19,11 +19,15 @@
     speechjax sweep    run --config configs/X.py:preset --sweep sweeps/Y.py --workdir DIR | report ...
     speechjax plan     --config configs/X.py:preset --topology v4-64      per-chip memory, step time
     speechjax compile  --config configs/X.py:preset --topology v5e-256    TPU compile here: memory, FLOPs, collectives
+
+A bad config or input (ValueError, OSError) prints one line `error: ...` and exits 2; `--debug` anywhere on
+the command line (or SPEECHJAX_DEBUG=1) shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # verb → "module[:object]" whose add_arguments(parser) and run(args) -> int implement it
@@ -57,6 +61,8 @@ def _load(target: str):
 
 def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else argv
+  debug = "--debug" in argv or os.environ.get("SPEECHJAX_DEBUG", "") not in ("", "0")
+  argv = [a for a in argv if a != "--debug"]
   parser = argparse.ArgumentParser(prog="speechjax", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="verb", required=True)
@@ -71,7 +77,13 @@ def main(argv: list[str] | None = None) -> int:
   if rest and args.verb not in ("train", "loop", "tpu", "sweep", "plan", "compile"):
     parser.error(f"unrecognized arguments: {' '.join(rest)}")
   args.overrides = rest
-  return int(modules[args.verb].run(args) or 0)
+  try:
+    return int(modules[args.verb].run(args) or 0)
+  except (ValueError, OSError) as e:   # config and input errors: their messages name the field or file
+    if debug:
+      raise
+    print(f"error: {e}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -142,3 +142,30 @@ def test_trip_count_from_the_loop_condition():
       "  ROOT %lt = pred[] compare(%i, %n), direction=LT",
       "  %n = s32[]{:T(128)} constant(6)\n  ROOT %lt = pred[] compare(%i, %n), direction=LT")
   assert hlo_stats.collectives(hlo)["all-gather"]["count"] == 6
+
+
+def test_async_collective_permute_bytes_skip_the_sync_flags():
+  """XLA:TPU's collective matmuls rotate weights with async collective-permutes whose tuple is
+  (operand, result, u32[] flag, u32[] flag): the bytes are the result's."""
+  hlo = ("ENTRY %main.2 (a: bf16[1,128,4096]) -> bf16[1,128,4096] {\n"
+         "  %cp = (bf16[1,128,4096]{2,1,0:T(8,128)(2,1)S(1)}, bf16[1,128,4096]{2,1,0:T(8,128)(2,1)S(1)}, "
+         "u32[]{:S(2)}, u32[]{:S(2)}) collective-permute-start(%a), channel_id=3, "
+         "source_target_pairs={{0,1},{1,0}}\n}\n")
+  assert hlo_stats.collectives(hlo)["collective-permute"] == {
+      "count": 1, "bytes": 128 * 4096 * 2, "largest": 128 * 4096 * 2}
+
+
+@pytest.mark.parametrize("shape,expected", [((1, 256, 1), 1), ((16, 16, 1), 0)])
+def test_subtile_shards_on_a_v5e_256(shape, expected):
+  """X-Large's [1280, 5120] kernel over fsdp = 256 is 5 rows per chip (below the (8, 128) tile);
+  over fsdp = 16 it is 80."""
+  _libtpu_or_skip()
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+  devices = compile_lib.tpu_devices(compile_lib.plan_lib.parse_topology("v5e-256"))
+  mesh = Mesh(np.asarray(devices).reshape(shape), ("data", "fsdp", "tensor"))
+  params = {"w": jax.ShapeDtypeStruct((1280, 5120), jnp.float32, sharding=NamedSharding(mesh, P("fsdp"))),
+            "b": jax.ShapeDtypeStruct((5120,), jnp.float32, sharding=NamedSharding(mesh, P()))}
+  found = compile_lib.subtile_shards(params)
+  assert len(found) == expected
+  if expected:
+    assert "[1280, 5120] → [5, 5120]" in found[0]
