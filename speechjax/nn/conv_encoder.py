@@ -9,6 +9,8 @@ reproduce their outputs).
 """
 from __future__ import annotations
 
+import math
+
 from typing import Sequence
 
 import jax.numpy as jnp
@@ -25,6 +27,11 @@ def output_length(num_samples, layers: Sequence[tuple[int, int, int]] = DEFAULT_
   for _, kernel, stride in layers:
     num_samples = (num_samples - kernel) // stride + 1
   return num_samples
+
+
+def hop(layers: Sequence[tuple[int, int, int]] = DEFAULT_LAYERS) -> int:
+  """Samples per output frame: the product of the strides (320 for the wav2vec 2.0 stack: 50 Hz at 16 kHz)."""
+  return math.prod(stride for _, _, stride in layers)
 
 
 def frame_mask(audio_mask, layers=DEFAULT_LAYERS):

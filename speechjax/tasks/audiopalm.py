@@ -14,6 +14,7 @@ import jax
 from speechjax.config import require
 from speechjax.data import vocab as vocab_lib
 from speechjax.models import audiopalm
+from speechjax.tasks import label_checks
 from speechjax.tasks.token_lm import SequenceTask, frames
 
 
@@ -29,6 +30,10 @@ class Task(SequenceTask):
 
   def __init__(self, config):
     require(config.data.targets == "transcript", "data.targets", config.data.targets, "must be 'transcript'")
+    label_checks.check_label_set(config, label_checks.data_meta(config), "task.audio_labels",
+                                 config.task.audio_labels, rate=config.task.audio_rate,
+                                 rate_field="task.audio_rate", classes_field="task.audio_vocab",
+                                 classes=config.task.audio_vocab)
     self.vocab = joint_vocab(config)
     self.seq_len = 4 + frames(config, config.task.audio_rate) + config.data.max_target_length
     require(self.seq_len <= config.model.max_length, "model.max_length", config.model.max_length,

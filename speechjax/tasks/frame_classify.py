@@ -9,10 +9,17 @@ import jax.numpy as jnp
 import optax
 
 from speechjax.models import frame_classifier
-from speechjax.tasks import base
+from speechjax.tasks import base, label_checks, pretrain_hubert
 
 
 class Task(base.Task):
+
+  def __init__(self, config):
+    label_checks.check_label_set(config, label_checks.data_meta(config), "task.label", config.task.label,
+                                 frame_rate=pretrain_hubert.model_frame_rate(config.model),
+                                 whole_multiple=False, classes_field="model.num_classes",
+                                 classes=config.model.num_classes)
+    super().__init__(config)
 
   def build_model(self):
     return frame_classifier.from_config(self.config.model)

@@ -18,7 +18,7 @@ import optax
 from speechjax.data import records
 from speechjax.models import token_bert
 from speechjax.nn import masking
-from speechjax.tasks import base
+from speechjax.tasks import base, label_checks
 
 
 def num_tokens(config) -> int:
@@ -26,6 +26,12 @@ def num_tokens(config) -> int:
 
 
 class Task(base.Task):
+
+  def __init__(self, config):
+    label_checks.check_label_set(config, label_checks.data_meta(config), "task.labels", config.task.labels,
+                                 rate=config.task.token_rate, rate_field="task.token_rate",
+                                 classes_field="model.vocab_size", classes=config.model.vocab_size)
+    super().__init__(config)
 
   def build_model(self):
     return token_bert.from_config(self.config.model)

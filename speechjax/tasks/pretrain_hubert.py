@@ -12,13 +12,36 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from speechjax.config import require
+from speechjax.data import records
 from speechjax.models import hubert
-from speechjax.tasks import base, pretrain_w2v2
+from speechjax.nn import conv_encoder
+from speechjax.tasks import base, label_checks, pretrain_w2v2
 
 
-def frame_labels(labels, frames: int, label_rate: int):
-  """[B, F_label] labels at `label_rate` Hz → [B, frames] aligned with the 50 Hz model frames (−1 = none)."""
-  stride = label_rate // 50
+def model_frame_rate(model_cfg) -> float:
+  """Frames per second of the encoder (50 for the wav2vec 2.0 conv stack)."""
+  return records.SAMPLE_RATE / conv_encoder.hop(tuple(map(tuple, model_cfg.conv_layers)))
+
+
+def validate(config) -> None:
+  """One rate and one class count per label set, each set in the data at that rate, each rate a whole
+  multiple of the model's frame rate (100 Hz labels are read at every second frame); ConfigError names
+  the field."""
+  require(len(config.task.labels) >= 1, "task.labels", config.task.labels, "must name at least one label set")
+  label_checks.same_lengths(config, "task.labels", "task.label_rates", "model.num_classes")
+  meta, frame_rate = label_checks.data_meta(config), model_frame_rate(config.model)
+  for i, name in enumerate(config.task.labels):
+    label_checks.check_label_set(config, meta, "task.labels", name, rate=config.task.label_rates[i],
+                                 rate_field="task.label_rates",
+                                 frame_rate=frame_rate, classes_field="model.num_classes",
+                                 classes=config.model.num_classes[i])
+
+
+def frame_labels(labels, frames: int, label_rate: int, frame_rate: float = 50):
+  """[B, F_label] labels at `label_rate` Hz → [B, frames] aligned with the model frames at `frame_rate` Hz
+  (−1 = none); `validate` makes the label rate a whole multiple of the frame rate."""
+  stride = int(label_rate // frame_rate)
   aligned = labels[:, ::stride][:, :frames]
   return jnp.pad(aligned, [(0, 0), (0, frames - aligned.shape[1])], constant_values=-1)
 
@@ -33,6 +56,10 @@ def masked_ce(logits, labels, where):
 
 class Task(base.Task):
 
+  def __init__(self, config):
+    validate(config)
+    super().__init__(config)
+
   def build_model(self):
     return hubert.from_config(self.config.model)
 
@@ -44,7 +71,7 @@ class Task(base.Task):
                            mask_time=mask, rngs={"dropout": dropout_rng})
     metrics, loss = {}, task.feature_penalty_weight * out["feature_penalty"]
     for name, rate, logits in zip(task.labels, task.label_rates, out["logits"]):
-      labels = frame_labels(batch[f"labels/{name}"], logits.shape[1], rate)
+      labels = frame_labels(batch[f"labels/{name}"], logits.shape[1], rate, model_frame_rate(cfg))
       ce_m, acc_m, n_m = masked_ce(logits, labels, mask & frame_mask)
       ce_u, acc_u, n_u = masked_ce(logits, labels, ~mask & frame_mask)
       n_m, n_u = jnp.maximum(n_m, 1), jnp.maximum(n_u, 1)

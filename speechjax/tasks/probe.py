@@ -24,7 +24,7 @@ from flax import linen as nn
 from speechjax import config as config_lib
 from speechjax.data import vocab
 from speechjax.models import ctc, wav2vec2
-from speechjax.tasks import base, pretrained
+from speechjax.tasks import base, label_checks, pretrained, pretrain_hubert
 
 
 class WeightedLayerProbe(nn.Module):
@@ -72,6 +72,10 @@ class Task(base.Task):
     pretrained.resolve_architecture(config)
     if config.task.level == "utterance":
       vocab.resolve(config.data)
+    else:
+      label_checks.check_label_set(config, label_checks.data_meta(config), "task.label", config.task.label,
+                                   frame_rate=pretrain_hubert.model_frame_rate(config.model),
+                                   whole_multiple=False)
     super().__init__(config)
 
   def num_classes(self) -> int:

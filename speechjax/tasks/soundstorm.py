@@ -13,7 +13,7 @@ import optax
 
 from speechjax.config import require
 from speechjax.models import soundstorm
-from speechjax.tasks import base
+from speechjax.tasks import base, label_checks
 from speechjax.tasks.token_lm import acoustic_codes, frames
 
 
@@ -24,6 +24,20 @@ class Task(base.Task):
     require(task.semantic_repeat >= 1, "task.semantic_repeat", task.semantic_repeat, "must be >= 1")
     require(len(task.acoustic_labels) in (0, config.model.levels), "task.acoustic_labels",
             task.acoustic_labels, f"must name 0 or model.levels={config.model.levels} label sets")
+    require(task.acoustic_rate % task.semantic_repeat == 0, "task.semantic_repeat", task.semantic_repeat,
+            f"must divide task.acoustic_rate={task.acoustic_rate}")
+    meta = label_checks.data_meta(config)
+    if meta is not None and task.semantic_labels in meta.labels:
+      semantic_rate = meta.labels[task.semantic_labels].frame_rate
+      require(semantic_rate * task.semantic_repeat == task.acoustic_rate, "task.semantic_repeat",
+              task.semantic_repeat, f"label set {task.semantic_labels!r} is at {semantic_rate} Hz: × repeat "
+              f"must give task.acoustic_rate={task.acoustic_rate}")
+    label_checks.check_label_set(config, meta, "task.semantic_labels", task.semantic_labels,
+                                 classes_field="model.semantic_vocab", classes=config.model.semantic_vocab)
+    for name in task.acoustic_labels:
+      label_checks.check_label_set(config, meta, "task.acoustic_labels", name, rate=task.acoustic_rate,
+                                   rate_field="task.acoustic_rate",
+                                   classes_field="model.codebook_size", classes=config.model.codebook_size)
     self.frames = frames(config, task.acoustic_rate)
     super().__init__(config)
 

@@ -22,7 +22,7 @@ import tensorflow as tf
 from speechjax.config import require
 from speechjax.data import records
 from speechjax.models import audiolm, token_lm
-from speechjax.tasks import base
+from speechjax.tasks import base, label_checks
 
 
 def vocab_of(task_cfg) -> audiolm.Vocab:
@@ -47,13 +47,16 @@ def validate(config) -> None:
   size = vocab_of(task).size(task.stage)
   r(config.model.vocab_size == size, "model.vocab_size", config.model.vocab_size,
     f"must be {size} for stage {task.stage!r} (1 + semantic_vocab + levels × codebook_size)")
-  meta_path = f"{config.data.path}/meta.json"
-  if task.stage != "fine" and tf.io.gfile.exists(meta_path):
-    meta = records.read_meta(config.data.path)
-    if task.semantic_labels in meta.labels:
-      classes = meta.labels[task.semantic_labels].num_classes
-      r(classes <= task.semantic_vocab, "task.semantic_vocab", task.semantic_vocab,
-        f"label set {task.semantic_labels!r} has {classes} classes")
+  meta = label_checks.data_meta(config)
+  if task.stage != "fine":
+    label_checks.check_label_set(config, meta, "task.semantic_labels", task.semantic_labels,
+                                 rate=task.semantic_rate, rate_field="task.semantic_rate",
+                                 classes_field="task.semantic_vocab", classes=task.semantic_vocab)
+  if task.stage != "semantic":
+    for name in task.acoustic_labels:
+      label_checks.check_label_set(config, meta, "task.acoustic_labels", name, rate=task.acoustic_rate,
+                                   rate_field="task.acoustic_rate",
+                                   classes_field="task.codebook_size", classes=task.codebook_size)
 
 
 def acoustic_codes(batch: dict, label_names) -> jax.Array:
