@@ -29,6 +29,9 @@ def default_train_config() -> ml_collections.ConfigDict:
       "num_steps": 1000, "seed": 0, "log_every": 50, "eval_every": 0, "eval_steps": 10,
       "peak_flops": 0.0,            # per device; 0 = from the device table, or measured on CPU
       "profile_steps": (),          # (first, last): jax.profiler trace of those steps
+      # resuming with another process count than the checkpoint's: False = refuse (the data order cannot
+      # continue exactly); True = every process starts the epoch after the furthest saved one
+      "resume_data_on_new_hosts": False,
   })
 
 
@@ -56,6 +59,21 @@ def validate(cfg: ml_collections.ConfigDict, need_data: bool = True) -> None:
     "must be () or (first, last)")
   r(not need_data or tf.io.gfile.exists(os.path.join(cfg.data.path, "meta.json")), "data.path", cfg.data.path,
     "is not a prepared data set (no meta.json; run `speechjax prepare`)")
+
+
+def data_position(saved: list[dict], process_index: int, process_count: int, new_hosts_ok: bool) -> dict:
+  """This process's input-pipeline position from the positions a checkpoint saved, one per process.
+
+  Each process reads its own shard of files, so with another process count the saved order cannot be
+  continued: ConfigError naming both counts, unless `train.resume_data_on_new_hosts`, where every process
+  starts the epoch after the furthest saved one (the rest of the interrupted epochs is skipped)."""
+  if len(saved) == process_count:
+    return saved[process_index]
+  config_lib.require(new_hosts_ok, "train.resume_data_on_new_hosts", new_hosts_ok,
+                     f"the checkpoint's data positions were saved by {len(saved)} processes and this run has "
+                     f"{process_count}; resume with {len(saved)} processes, or set it to True to start every "
+                     "process at the next epoch")
+  return {"epoch": max(int(p["epoch"]) for p in saved) + 1, "batch": 0}
 
 
 def _check_batch_divides_mesh(cfg, mesh) -> None:
@@ -122,7 +140,8 @@ class Trainer:
       abstract, self.state_shardings = abstract_state(self.task, self.mesh, self.rules, batch, rng)
       if self.checkpointer.latest_step() is not None:
         self.state, meta = self.checkpointer.restore(abstract)
-        self.data.restore(meta["data"][jax.process_index()])
+        self.data.restore(data_position(meta["data"], jax.process_index(), jax.process_count(),
+                                        self.cfg.train.resume_data_on_new_hosts))
         self._log(f"resumed from step {meta['step']} (data position {self.data.position})")
       else:
         init = jax.jit(self.task.init_state, out_shardings=self.state_shardings)

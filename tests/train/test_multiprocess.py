@@ -53,3 +53,18 @@ def test_two_processes_equal_one(tone_data, tmp_path):
   assert len(multi) == STEPS
   for step, loss in single.items():
     assert multi[step] == pytest.approx(loss, rel=1e-5), step
+
+  # Resuming the 2-process checkpoint in 1 process: refused, naming both counts, unless asked to start the
+  # next epoch (issue 20, item 2).
+  resume = [sys.executable, "-m", "speechjax.cli", "train", "--config", harness.CONFIG, "--workdir", workdir,
+            *harness.BASE_OVERRIDES, f"--config.data.path={tone_data}", *overrides,
+            f"--config.train.num_steps={STEPS + 2}"]
+  refused = subprocess.run(resume, env=env, capture_output=True, text=True, timeout=600)
+  assert refused.returncode == 2
+  assert ("error: config.train.resume_data_on_new_hosts=False: the checkpoint's data positions were saved "
+          "by 2 processes and this run has 1") in refused.stderr
+  assert "Traceback" not in refused.stderr
+  resumed = subprocess.run(resume + ["--config.train.resume_data_on_new_hosts=True"], env=env,
+                           capture_output=True, text=True, timeout=600)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert max(harness.read_losses(workdir)) == STEPS + 2

@@ -67,3 +67,13 @@ def test_override_parsing():
   assert cfg.optim.lr == 0.5 and tuple(cfg.data.labels) == ("a", "b")
   with pytest.raises(config.ConfigError, match="missing value"):
     config.load(harness.CONFIG, ["--config.optim.lr"])
+
+
+def test_data_position_with_another_process_count():
+  from speechjax.config import ConfigError
+  from speechjax.train import trainer
+  saved = [{"epoch": 3, "batch": 7}, {"epoch": 4, "batch": 1}]
+  assert trainer.data_position(saved, 1, 2, False) == {"epoch": 4, "batch": 1}
+  with pytest.raises(ConfigError, match="saved by 2 processes and this run has 4"):
+    trainer.data_position(saved, 0, 4, False)
+  assert trainer.data_position(saved, 3, 4, True) == {"epoch": 5, "batch": 0}
