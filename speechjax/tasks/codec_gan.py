@@ -62,6 +62,13 @@ def validate(cfg) -> None:
   require(0.0 <= t.noise_prob <= 1.0, "task.noise_prob", t.noise_prob, "must be in [0, 1]")
   require(len(t.noise_snr_db) == 2 and t.noise_snr_db[0] <= t.noise_snr_db[1], "task.noise_snr_db",
           t.noise_snr_db, "must be (low, high) in dB")
+  # options of the single-optimizer trainer step that this task's own step does not implement
+  for field, value in (("optim.ema_decay", cfg.optim.ema_decay), ("task.disc_optim.ema_decay",
+                                                                   t.disc_optim.ema_decay)):
+    require(value == 0, field, value, "the codec task keeps no parameter EMA; must be 0")
+  require(t.disc_optim.grad_accum_steps == cfg.optim.grad_accum_steps, "task.disc_optim.grad_accum_steps",
+          t.disc_optim.grad_accum_steps,
+          f"must equal optim.grad_accum_steps={cfg.optim.grad_accum_steps} (G and D update together)")
 
 
 def model_samples(cfg) -> int:

@@ -116,6 +116,10 @@ def test_config_errors_name_the_field():
     get_task(micro_config("--config.data.max_sample_size=2050"))
   with pytest.raises(ConfigError, match="task.denoise"):
     get_task(micro_config("--config.task.denoise=True"))
+  with pytest.raises(ConfigError, match="config.optim.ema_decay=0.999: the codec task keeps no parameter EMA"):
+    get_task(micro_config("--config.optim.ema_decay=0.999"))
+  with pytest.raises(ConfigError, match="task.disc_optim.grad_accum_steps=1: must equal optim.grad_accum"):
+    get_task(micro_config("--config.optim.grad_accum_steps=2"))
 
 
 def test_state_shardings_and_step_on_abstract_tpu_devices(tpu_mesh):
