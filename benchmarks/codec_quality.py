@@ -19,7 +19,7 @@ from pesq import pesq
 from pystoi import stoi
 
 from speechjax.data import pipeline
-from speechjax.eval.codec import Codec, mel_distance, si_sdr
+from speechjax.eval.codec import load_codec, mel_distance, si_sdr
 
 RATE = 16000
 
@@ -74,7 +74,7 @@ def main():
   parser.add_argument("--seconds", type=float, default=3.0)
   parser.add_argument("--opus_kbps", type=float, nargs="*", default=[6, 8, 12])
   args = parser.parse_args()
-  codec = Codec.load(args.ckpt, args.step)
+  codec = load_codec(args.ckpt, args.step)
   if codec.sample_rate != RATE:
     raise SystemExit(f"the checkpoint's codec runs at {codec.sample_rate} Hz; this benchmark is 16 kHz")
   utterances = load_utterances(args.data, args.utterances, args.seconds)

@@ -84,7 +84,7 @@ def hubert_tokenizer(config, model, params, layer: int, centroids: np.ndarray) -
 
 def soundstream_tokenizer(config, model, params, n_q: int) -> Tokenizer:
   """Acoustic tokens: the first `n_q` RVQ levels of a SoundStream checkpoint (0 = all), one stream each."""
-  from speechjax.eval.codec import Codec
+  from speechjax.models.codec import Codec
   _require_model(config, "soundstream", "soundstream")
   codec = Codec(config, model, params)
   n_q = n_q or config.model.num_quantizers

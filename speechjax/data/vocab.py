@@ -11,36 +11,18 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from speechjax.config import require
 from speechjax.data import records
-
-BLANK = "<blank>"
-WORD_BOUNDARY = "|"
-FIELDS = ("phones", "transcript", "speaker")
-
-
-def check_field(field: str) -> None:
-  require(field in FIELDS, "data.targets", field, f"expected one of {FIELDS}")
+from speechjax.text import WORD_BOUNDARY, check_field, symbols_of
 
 
 def split_symbols(field: str, text):
-  """tf string scalar → tf string [n] of target symbols."""
+  """tf string scalar → tf string [n] of target symbols (tf.data twin of `speechjax.text.symbols_of`)."""
   if field == "phones":
     return tf.strings.split(text)
   if field == "speaker":
     return tf.reshape(text, [1])
   chars = tf.strings.unicode_split(tf.strings.lower(tf.strings.strip(text)), "UTF-8")
   return tf.where(chars == " ", WORD_BOUNDARY, chars)
-
-
-def symbols_of(field: str, text: str) -> list[str]:
-  """Python twin of `split_symbols` (for scoring hypotheses against references)."""
-  check_field(field)
-  if field == "phones":
-    return text.split()
-  if field == "speaker":
-    return [text]
-  return [WORD_BOUNDARY if c == " " else c for c in text.strip().lower()]
 
 
 def read_field(data_dir: str, split: str, field: str) -> list[str]:

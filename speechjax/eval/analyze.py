@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import speechjax
 from speechjax.data import pipeline as pipeline_lib
 from speechjax.data import records
 from speechjax.eval import cca
@@ -64,12 +65,11 @@ def random_twin(config, model, seed=0):
 
 def analyze(ckpts, out, data_dir, split="test", label="phone_20ms", max_frames=20000,
             random_init=False, names=None) -> dict:
-  from speechjax.train import checkpoint
   num_classes = records.read_meta(data_dir).labels[label].num_classes
   names = list(names or [os.path.basename(os.path.normpath(c)) for c in ckpts])
   models = []
   for name, path in zip(names, ckpts):
-    config, model, params = checkpoint.load_model(path)
+    config, model, params = speechjax.load(path)
     models.append((name, model, params))
     if random_init and len(models) == 1:
       models.append((f"{name} (random init)", model, random_twin(config, model)))

@@ -29,7 +29,7 @@ from speechjax.models import audiolm
 class Generator:
   models: dict                      # {stage: (model config, params)}
   vocab: audiolm.Vocab
-  codec: object                     # speechjax.eval.codec.Codec
+  codec: object                     # speechjax.models.codec.Codec
   semantic_tokenizer: object        # speechjax.cluster.tokenize.Tokenizer (one stream)
   fine_chunk_frames: int            # stage 3 runs in chunks of its training crop
 
@@ -38,7 +38,7 @@ class Generator:
     """stages {stage: token-LM workdir}; the other arguments as the CLI's."""
     import speechjax
     from speechjax.cluster import kmeans, tokenize
-    from speechjax.eval.codec import Codec
+    from speechjax.eval.codec import load_codec
     from speechjax.tasks import token_lm as token_lm_task
     models, vocab, rates = {}, None, {}
     for stage in audiolm.STAGES:
@@ -53,7 +53,7 @@ class Generator:
       rates[stage] = (config.task.semantic_rate, config.task.acoustic_rate)
       if stage == "fine":
         fine_chunk = token_lm_task.frames(config, config.task.acoustic_rate)
-    codec = Codec.load(codec)
+    codec = load_codec(codec)
     frame_rate = codec.sample_rate / codec.hop
     _check(codec.config.model.codebook_size == vocab.codebook, "codec codebook_size",
            codec.config.model.codebook_size, f"task.codebook_size={vocab.codebook}")

@@ -15,6 +15,8 @@ import os
 import jax
 import numpy as np
 
+import speechjax
+from speechjax import text as text_lib
 from speechjax.data import pipeline as pipeline_lib
 from speechjax.data import vocab
 from speechjax.eval import ctc_decode, error_rate
@@ -35,7 +37,7 @@ def _rates(field: str, pairs) -> dict:
 
 
 def _words(symbols) -> list[str]:
-  return "".join(symbols).replace(vocab.WORD_BOUNDARY, " ").split()
+  return "".join(symbols).replace(text_lib.WORD_BOUNDARY, " ").split()
 
 
 def fit_lm(config, order: int) -> ctc_decode.CharNgramLM:
@@ -44,14 +46,13 @@ def fit_lm(config, order: int) -> ctc_decode.CharNgramLM:
   ids = {s: i + 1 for i, s in enumerate(data.target_vocab)}
   texts = vocab.read_field(data.path, data.train_split, data.targets)
   lm = ctc_decode.CharNgramLM(order, len(data.target_vocab) + 1)
-  lm.fit([[ids[s] for s in vocab.symbols_of(data.targets, t) if s in ids] for t in texts])
+  lm.fit([[ids[s] for s in text_lib.symbols_of(data.targets, t) if s in ids] for t in texts])
   return lm
 
 
 def transcribe(ckpt: str, split: str | None = None, beam: int = 0, lm_order: int = 0,
                lm_weight: float = 0.0, out: str | None = None, step: int | None = None) -> dict:
-  from speechjax.train import checkpoint
-  config, model, params = checkpoint.load_model(ckpt, step)
+  config, model, params = speechjax.load(ckpt, step)
   data_cfg = config.data.copy_and_resolve_references()
   if split:
     data_cfg.eval_split = split

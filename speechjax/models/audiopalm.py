@@ -5,7 +5,7 @@ The model is a `speechjax.models.token_lm.TokenLM` over `JointVocab`:
     0 BOS, 1 SEP, 2 EOS | task tags "[ASR]", "[TTS]" | text symbols | audio tokens
     └───────────── text vocabulary (t = text_size) ─────────────┘ └─ a = audio ─┘
 
-Text symbols are those of `speechjax.data.vocab` (kind "transcript": characters, "|" between words), so
+Text symbols are those of `speechjax.text` (kind "transcript": characters, "|" between words), so
 the pipeline's 1-based `targets` map to text id `text_offset + id − 1`. Audio tokens (k-means units) come
 after every text id: a text-only LM with t tokens grows to t + a with `token_lm.extend_vocab`, its text
 rows unchanged.
@@ -21,7 +21,7 @@ import re
 
 import jax.numpy as jnp
 
-from speechjax.data import vocab as vocab_lib
+from speechjax import text as text_lib
 from speechjax.models import audiolm
 
 BOS, SEP, EOS = 0, 1, 2
@@ -57,7 +57,7 @@ class JointVocab:
       if part in TAGS:
         ids.append(self.tag(part))
       elif part.strip():
-        for symbol in vocab_lib.symbols_of("transcript", part):
+        for symbol in text_lib.symbols_of("transcript", part):
           if symbol not in self.text_symbols:
             raise ValueError(f"symbol {symbol!r} of {text!r} is not in the text vocabulary")
           ids.append(self.text_offset + self.text_symbols.index(symbol))
@@ -71,7 +71,7 @@ class JointVocab:
         out.append(TAGS[i - 3] + " ")
       elif self.text_offset <= i < self.text_size:
         symbol = self.text_symbols[i - self.text_offset]
-        out.append(" " if symbol == vocab_lib.WORD_BOUNDARY else symbol)
+        out.append(" " if symbol == text_lib.WORD_BOUNDARY else symbol)
       elif i >= self.text_size:
         out.append(f"<a:{i - self.text_size}>")
     return "".join(out)

@@ -10,6 +10,8 @@ be stored either way (`scan_layers`): they are converted to the model's layout.
 """
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -18,6 +20,8 @@ from flax import traverse_util
 
 from speechjax import config as config_lib
 from speechjax.nn import layer_stack
+from speechjax.parallel import mesh as mesh_lib
+from speechjax.train import checkpoint
 
 FINETUNE_FIELDS = ("mask_prob", "mask_length", "min_masks", "mask_channel_prob", "mask_channel_length",
                    "mask_channel_min_masks", "layerdrop", "hidden_dropout", "attention_dropout",
@@ -28,7 +32,6 @@ FINETUNE_FIELDS = ("mask_prob", "mask_length", "min_masks", "mask_channel_prob",
 def resolve_architecture(config) -> None:
   """`config.model` ← the architecture of `config.init_from` (in place; no-op without init_from)."""
   if config.get("init_from"):
-    from speechjax.train import checkpoint
     _, meta = checkpoint.read_meta(checkpoint.checkpoint_dir(config.init_from))
     finetune = {k: config.model[k] for k in FINETUNE_FIELDS if k in config.model}
     config.model = ml_collections.ConfigDict(meta["config"]["model"])
@@ -40,8 +43,7 @@ def warm_start(config, params):
   stay random). Host-side, before the first step; returns params with the same shardings."""
   if not config.get("init_from"):
     return params
-  from speechjax.train import checkpoint
-  _, _, pretrained = checkpoint.load_model(config.init_from)
+  _, _, pretrained = load_model(config.init_from)
   scope = config.model.model_type
   if scope not in pretrained:
     raise config_lib.ConfigError(f"config.init_from={config.init_from!r}: no {scope!r} encoder "
@@ -71,3 +73,27 @@ def reinit_predicate(config):
       return jnp.concatenate([pretrained[:layers - k], np.asarray(random)[layers - k:]])
     return random if any(name.startswith(t) for t in top) else pretrained
   return choose
+
+
+def load_model(path: str, step: int | None = None, scan_layers: bool | None = None):
+  """A checkpoint alone rebuilds its model: returns (config, model, params) on one device.
+
+  `path` is a workdir, its `checkpoints/` directory, or `checkpoints/best`. The transformer layers come as
+  saved (`scan_layers=None`) or in the layout `scan_layers` asks for (config and model to match)."""
+  from speechjax.tasks import get_task   # tasks/__init__ imports the task modules, this one among them
+  directory = checkpoint.checkpoint_dir(path)
+  step, meta = checkpoint.read_meta(directory, step)
+  config = config_lib.from_json(json.dumps(meta["config"]))
+  task = get_task(config)
+  batch = checkpoint.example_batch(config, 1)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                          mesh_lib.strip_boxes(task.abstract_variables(batch))["params"])
+  params = checkpoint.restore_params(directory, abstract, step)
+  saved = config.model.get("scan_layers")
+  if scan_layers is None or scan_layers == saved:
+    return config, task.model, params
+  config_lib.require(saved is not None, "model.scan_layers", saved, "this model has no layer layouts")
+  config.model.scan_layers = scan_layers
+  convert = layer_stack.loop_to_scan if scan_layers else layer_stack.scan_to_loop
+  return config, get_task(config).model, convert(params)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import optax
-import tensorflow as tf
 
 from speechjax.config import require
 from speechjax.data import records

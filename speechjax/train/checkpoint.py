@@ -20,9 +20,6 @@ import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
 
-from speechjax import config as config_lib
-from speechjax.nn import layer_stack
-
 
 def open_manager(directory: str, max_to_keep: int | None, async_save: bool = True, read_only=False):
   """An Orbax manager for the params / train / meta layout of this module (also used by `speechjax convert`)."""
@@ -140,31 +137,6 @@ def checkpoint_dir(path: str) -> str:
   """A workdir's `checkpoints/` directory, or `path` itself when it is a checkpoint directory."""
   inner = os.path.join(path, "checkpoints")
   return inner if epath.Path(inner).is_dir() else path
-
-
-def load_model(path: str, step: int | None = None, scan_layers: bool | None = None):
-  """A checkpoint alone rebuilds its model: returns (config, model, params) on one device.
-
-  `path` is a workdir, its `checkpoints/` directory, or `checkpoints/best`. The transformer layers come as
-  saved (`scan_layers=None`) or in the layout `scan_layers` asks for (config and model to match)."""
-  from speechjax.parallel import mesh as mesh_lib   # local imports: the trainer imports this module
-  from speechjax.tasks import get_task
-  directory = checkpoint_dir(path)
-  step, meta = read_meta(directory, step)
-  config = config_lib.from_json(json.dumps(meta["config"]))
-  task = get_task(config)
-  batch = example_batch(config, 1)
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                          mesh_lib.strip_boxes(task.abstract_variables(batch))["params"])
-  params = restore_params(directory, abstract, step)
-  saved = config.model.get("scan_layers")
-  if scan_layers is None or scan_layers == saved:
-    return config, task.model, params
-  config_lib.require(saved is not None, "model.scan_layers", saved, "this model has no layer layouts")
-  config.model.scan_layers = scan_layers
-  convert = layer_stack.loop_to_scan if scan_layers else layer_stack.scan_to_loop
-  return config, get_task(config).model, convert(params)
 
 
 def example_batch(config, batch_size: int) -> dict:

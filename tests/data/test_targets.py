@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from speechjax import text
 from speechjax.data import pipeline, records, vocab
 
 
@@ -25,9 +26,9 @@ def test_phone_targets_round_trip(synth_records):
 
 
 def test_character_targets_use_word_boundaries():
-  assert vocab.symbols_of("transcript", " Hi you ") == ["h", "i", "|", "y", "o", "u"]
+  assert text.symbols_of("transcript", " Hi you ") == ["h", "i", "|", "y", "o", "u"]
   with pytest.raises(ValueError, match="data.targets"):
-    vocab.symbols_of("language", "x")
+    text.symbols_of("language", "x")
 
 
 def test_too_long_and_unknown_symbols_are_counted_not_crashed(synth_records):

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import audiolm_parts
 from speechjax import cli
 from speechjax.cluster import tokenize
 from speechjax.data import labels, records
-from speechjax.eval.codec import Codec
+from speechjax.eval.codec import load_codec
+
+from tests.helpers import audiolm_parts
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def test_tokenize_adds_semantic_then_acoustic_streams(parts, synth_records, tmp_
   assert {n: (meta.labels[n].frame_rate, meta.labels[n].num_classes) for n in ("km", "codec0", "codec2")} == {
       "km": (50, 8), "codec0": (50, 16), "codec2": (50, 16)}
   assert "codec3" not in meta.labels and "phone_10ms" in meta.labels     # earlier label sets are kept
-  codec = Codec.load(parts["codec"])
+  codec = load_codec(parts["codec"])
   utt = next(u for u in tokenize.features.utterances(tokens, "train", labels=("codec0", "codec2", "km")))
   frames = len(utt["audio"]) // codec.hop
   codes = codec.encode(utt["audio"], 3)[:frames]                  # the codec on the whole utterance
@@ -50,7 +51,7 @@ def test_generate_continues_a_prompt_wav(parts, synth_records, tmp_path):
   assert cli.main(args + ["--seconds", "0.5"]) == 0
   generated, rate = sf.read(out, dtype="float32")
   assert rate == 16000 and generated.shape == ((25 + 25) * 320,) and np.isfinite(generated).all()
-  codec = Codec.load(parts["codec"])
+  codec = load_codec(parts["codec"])
   round_trip = codec.decode(codec.encode(audio[:8000], 4))        # the causal decoder: prefix unchanged
   np.testing.assert_allclose(generated[:8000], np.clip(round_trip, -1, 1), atol=1e-4)   # 16-bit wav
   with pytest.raises(ValueError, match=r"stage semantic needs \d+ tokens for 175 frames .*max_length is 64"):

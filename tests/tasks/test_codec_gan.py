@@ -5,11 +5,14 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
+import speechjax
 from speechjax import config
 from speechjax.config import ConfigError
 from speechjax.parallel import mesh as mesh_lib
 from speechjax.tasks import get_task
 from speechjax.train import checkpoint, trainer
+
+pytestmark = pytest.mark.fast_compile   # XLA's optimisation passes take minutes on the GAN step
 
 MICRO = ["--config.model.channels=2", "--config.model.strides=(2, 4)", "--config.model.embedding_dim=8",
          "--config.model.num_quantizers=4", "--config.model.codebook_size=16", "--config.model.kmeans_iters=2",
@@ -18,15 +21,6 @@ MICRO = ["--config.model.channels=2", "--config.model.strides=(2, 4)", "--config
          "--config.task.discriminator.wave_max_channels=8", "--config.task.discriminator.wave_scales=2",
          "--config.data.batch_size=4", "--config.data.max_sample_size=2048", "--config.task.warmup_steps=1",
          "--config.optim.lr=3e-3", "--config.model.dead_code_threshold=0.1"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compile():
-  """As tests/conftest.py does for model tests: XLA's optimisation passes take minutes on the GAN step."""
-  previous = jax.config.values["jax_disable_most_optimizations"]
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", previous)
 
 
 def micro_config(*overrides):
@@ -91,7 +85,7 @@ def test_state_checkpoints_and_restores(task_and_step, tmp_path):
   restored, meta = saver.restore(abstract)
   saver.close()
   assert meta["step"] == 7 and not _changed(state, restored)
-  _, model, params = checkpoint.load_model(str(tmp_path))    # params alone rebuild the codec
+  _, model, params = speechjax.load(str(tmp_path))    # params alone rebuild the codec
   assert not _changed(state.params, params)
   assert model.config.num_quantizers == 4
 

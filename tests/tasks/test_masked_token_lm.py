@@ -6,12 +6,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-import harness
+import speechjax
 from speechjax import config
 from speechjax.cluster import tokenize
 from speechjax.data import labels, records
 from speechjax.tasks import get_task
-from speechjax.train import checkpoint, trainer
+from speechjax.train import trainer
+
+from tests.helpers import harness
 
 
 def _tokenizer():
@@ -51,6 +53,6 @@ def test_tokenized_ids_train_a_masked_token_bert(synth_records, tmp_path):
   first, last = (float(np.mean([rows[s]["train/loss"] for s in window])) for window in (range(1, 6), range(76, 81)))
   print(f"masked-token loss {first:.3f} -> {last:.3f} (ln 1024 = {np.log(1024):.3f})")
   assert last < first - 0.5, (first, last)
-  _, model, params = checkpoint.load_model(str(tmp_path / "bert"))   # features for downstream use
+  _, model, params = speechjax.load(str(tmp_path / "bert"))   # features for downstream use
   features = model.apply({"params": params}, jnp.asarray(read[0][None, :64]), jnp.ones((1, 64), bool))
   assert features["last_hidden_state"].shape == (1, 64, cfg.model.hidden_size)
