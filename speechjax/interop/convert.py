@@ -145,13 +145,13 @@ def export_hf(path: str, out: str) -> str:
   import transformers   # pylint: disable=import-outside-toplevel
   cfg, params, step = load_params(path)
   note, family = "", cfg.model_type
-  if family in hf.HEADLESS and family in params:
+  if not hf.FAMILIES[family].hf.pretraining_heads and family in params:
     dropped = sorted(k for k in params if k != family)
     note = f"; left out (no HF counterpart): {', '.join(dropped)}"
     params = params[family]
   heads = "wav2vec2" in params
-  cls = {"hubert": transformers.HubertModel, "wavlm": transformers.WavLMModel}.get(
-      family, transformers.Wav2Vec2ForPreTraining if heads else transformers.Wav2Vec2Model)
+  cls = (transformers.Wav2Vec2ForPreTraining if heads
+         else getattr(transformers, hf.FAMILIES[family].hf.model_class))
   model = cls(hf.hf_config(cfg))
   state_dict = {k: torch.from_numpy(v) for k, v in hf.to_hf(params, cfg).items()}
   model.load_state_dict(state_dict, strict=True)

@@ -27,13 +27,11 @@ import ml_collections
 import numpy as np
 
 from speechjax.config import ConfigError
-from speechjax.models import hubert, wav2vec2, wavlm
+from speechjax.models import registry, wav2vec2
 from speechjax.nn import layer_stack
 from speechjax.parallel.mesh import strip_boxes
 
-PREFIX = {"wav2vec2": "wav2vec2.", "hubert": "hubert.", "wavlm": "wavlm."}
-MODELS = {"wav2vec2": wav2vec2, "hubert": hubert, "wavlm": wavlm}
-HEADLESS = {"hubert": "HuBERT", "wavlm": "WavLM"}   # families whose pretraining heads HF does not have
+FAMILIES = {name: f for name, f in registry.ENCODERS.items() if f.hf is not None}   # HF's encoder families
 WEIGHT_NORM_NAMES = {"parametrizations.weight.original0": "weight_g",
                      "parametrizations.weight.original1": "weight_v"}
 W2V2_HEADS = ("quantizer", "project_q", "project_hid")
@@ -133,16 +131,14 @@ def _entries(cfg, heads: bool) -> list:
   encoder = _encoder_entries(cfg)
   if not heads:
     return encoder
-  return ([(("wav2vec2",) + path, PREFIX["wav2vec2"] + key, t) for path, key, t in encoder]
+  prefix = FAMILIES["wav2vec2"].hf.prefix
+  return ([(("wav2vec2",) + path, prefix + key, t) for path, key, t in encoder]
           + _head_entries())
 
 
 # --- param trees ---------------------------------------------------------------------------------------
 def _family(cfg) -> str:
-  family = cfg.get("model_type", "wav2vec2")
-  if family not in PREFIX:
-    raise ConfigError(f"config.model.model_type={family!r}: expected one of {sorted(PREFIX)}")
-  return family
+  return registry.get(cfg.get("model_type", "wav2vec2"), FAMILIES).model_type
 
 
 def _min_samples(layers) -> int:
@@ -155,7 +151,7 @@ def _min_samples(layers) -> int:
 
 def abstract_params(cfg, heads: bool):
   """ShapeDtypeStructs of the model's params (never allocated)."""
-  module = MODELS[_family(cfg)].from_config(cfg, heads=heads)
+  module = FAMILIES[_family(cfg)].from_config(cfg, heads=heads)
   samples = _min_samples(wav2vec2.conv_layers(cfg))
   audio = jax.ShapeDtypeStruct((1, samples), np.float32)
   mask = jax.ShapeDtypeStruct((1, samples), np.bool_)
@@ -218,7 +214,7 @@ def _canonical(state_dict, family: str) -> dict:
   out = {_legacy_name(k): _numpy(v) for k, v in state_dict.items()}
   if _has_heads(out, family):
     return out
-  return {k.removeprefix(PREFIX[family]): v for k, v in out.items()}
+  return {k.removeprefix(FAMILIES[family].hf.prefix): v for k, v in out.items()}
 
 
 def from_hf(state_dict, cfg) -> dict:
@@ -252,8 +248,9 @@ def to_hf(params, cfg) -> dict[str, np.ndarray]:
   """Our params (Wav2Vec2ForPreTraining, or an encoder tree; either layer layout, whatever
   `cfg.scan_layers`) → HF state dict of float32 numpy arrays."""
   family = _family(cfg)
-  if family in HEADLESS and family in params:
-    raise ValueError(f"HF has no {HEADLESS[family]} pretraining heads (final_proj, label_embs): export "
+  if not FAMILIES[family].hf.pretraining_heads and family in params:
+    raise ValueError(f"transformers has no pretraining heads for {FAMILIES[family].hf.model_class} "
+                     f"(final_proj, label_embs): export "
                      f"params['{family}'] as the encoder")
   heads = "wav2vec2" in params
   params = layer_stack.scan_to_loop(params)
@@ -317,11 +314,11 @@ def _check_supported(hf) -> None:
 def config_from_hf(hf) -> ml_collections.ConfigDict:
   """A transformers `Wav2Vec2Config` / `HubertConfig` / `WavLMConfig` → our model ConfigDict (the `base`
   preset of the family for fields HF does not have: feature_grad_mult, scan/remat/dtype, HuBERT's heads)."""
+  if hf.model_type not in FAMILIES:
+    raise ConfigError(f"HF model_type {hf.model_type!r}: expected one of {sorted(FAMILIES)}")
   family = hf.model_type
-  if family not in PREFIX:
-    raise ConfigError(f"HF model_type {family!r}: expected one of {sorted(PREFIX)}")
   _check_supported(hf)
-  cfg = MODELS[family].model_config("base")
+  cfg = FAMILIES[family].model_config("base")
   cfg.update({name: getattr(hf, name) for name in SAME_NAME})
   # WavLMConfig has no mask_feature_min_masks (0 in HF WavLM)
   cfg.update({ours: getattr(hf, theirs, 0) for ours, theirs in RENAMED.items()})

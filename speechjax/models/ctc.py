@@ -16,11 +16,8 @@ import ml_collections
 from flax import linen as nn
 
 from speechjax.config import require
-from speechjax.models import hubert, wav2vec2, wavlm
+from speechjax.models import registry, wav2vec2
 from speechjax.nn.transformer import linear_inits
-
-ENCODERS = {"wav2vec2": wav2vec2.Wav2Vec2Model, "hubert": hubert.HubertModel, "wavlm": wavlm.WavLMModel}
-
 
 class EncoderForCTC(nn.Module):
   config: ml_collections.FrozenConfigDict
@@ -30,7 +27,8 @@ class EncoderForCTC(nn.Module):
   def __call__(self, audio, audio_mask, *, train: bool = False, mask_time=None,
                output_hidden_states: bool = False):
     c = self.config
-    out = ENCODERS[c.model_type](c, name=c.model_type)(
+    family = registry.get(c.model_type, registry.ENCODERS)
+    out = family.encoder(c, name=family.scope)(
         audio, audio_mask, train=train, mask_time=mask_time, output_hidden_states=output_hidden_states)
     x = nn.Dropout(c.get("final_dropout", 0.0), deterministic=not train)(out["last_hidden_state"])
     logits = nn.Dense(self.vocab_size, dtype=jnp.dtype(c.dtype), name="lm_head",
@@ -39,8 +37,7 @@ class EncoderForCTC(nn.Module):
 
 
 def from_config(cfg, vocab_size: int) -> EncoderForCTC:
-  require(cfg.get("model_type") in ENCODERS, "model.model_type", cfg.get("model_type"),
-          f"expected one of {sorted(ENCODERS)}")
+  registry.get(cfg.get("model_type"), registry.ENCODERS)
   require(vocab_size >= 2, "data.target_vocab", vocab_size - 1, "needs at least one symbol")
   wav2vec2.validate(cfg)
   return EncoderForCTC(ml_collections.FrozenConfigDict(cfg), vocab_size)

@@ -20,6 +20,7 @@ from flax import linen as nn
 
 from speechjax.config import ConfigError, require
 from speechjax.models import wav2vec2
+from speechjax.models.family import Family, HFNames
 from speechjax.nn.partitioning import logical
 from speechjax.nn.transformer import linear_inits
 
@@ -105,3 +106,7 @@ def forward_flops(cfg, num_samples: int) -> float:
   sets = len(cfg.num_classes)
   heads = cfg.hidden_size * cfg.final_dim * sets + cfg.final_dim * sum(cfg.num_classes)
   return flops + 2.0 * frames * heads
+
+
+FAMILY = Family("hubert", model_config, from_config, forward_flops, encoder=HubertModel,
+                hf=HFNames("HubertModel", "hubert.", pretraining_heads=False))

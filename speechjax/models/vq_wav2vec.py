@@ -30,6 +30,7 @@ from flax import linen as nn
 
 from speechjax.config import ConfigError, require
 from speechjax.models import wav2vec
+from speechjax.models.family import Family
 from speechjax.nn.partitioning import logical, norm_inits
 from speechjax.nn.quantizers import GumbelVectorQuantizer, KMeansVectorQuantizer
 from speechjax.nn.transformer import linear_inits
@@ -123,3 +124,6 @@ def quantizer_flops_per_frame(cfg) -> float:
 def forward_flops(cfg, num_samples: int) -> float:
   """Matmul FLOPs of one `VqWav2Vec` forward pass over `num_samples` samples."""
   return wav2vec.network_flops(cfg, num_samples, quantizer_flops_per_frame(cfg))
+
+
+FAMILY = Family("vq_wav2vec", model_config, from_config, forward_flops)

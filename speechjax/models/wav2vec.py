@@ -49,6 +49,7 @@ import ml_collections
 from flax import linen as nn
 
 from speechjax.config import ConfigError, require
+from speechjax.models.family import Family
 from speechjax.nn import conv_encoder
 from speechjax.nn.partitioning import logical
 from speechjax.nn.transformer import HeadDense
@@ -245,3 +246,6 @@ def network_flops(cfg, num_samples: int, quantizer_flops_per_frame: float = 0.0)
 def forward_flops(cfg, num_samples: int) -> float:
   """Matmul FLOPs of one `Wav2Vec` forward pass over `num_samples` samples."""
   return network_flops(cfg, num_samples)
+
+
+FAMILY = Family("wav2vec", model_config, from_config, forward_flops)

@@ -49,6 +49,7 @@ import ml_collections
 from flax import linen as nn
 
 from speechjax.config import ConfigError, require
+from speechjax.models.family import Family, HFNames
 from speechjax.nn import conv_encoder, masking
 from speechjax.nn.grad import scale_gradient
 from speechjax.nn.partitioning import logical
@@ -232,3 +233,7 @@ def forward_flops(cfg, num_samples: int) -> float:
   logits = cfg.num_codevector_groups * cfg.num_codevectors_per_group * conv_layers(cfg)[-1][0]
   heads = (cfg.hidden_size * p + logits + cfg.num_codevectors_per_group * cv + cv * p)
   return flops + 2 * f * heads
+
+
+FAMILY = Family("wav2vec2", model_config, from_config, forward_flops, encoder=Wav2Vec2Model,
+                hf=HFNames("Wav2Vec2Model", "wav2vec2.", pretraining_heads=True))

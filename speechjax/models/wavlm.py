@@ -20,6 +20,7 @@ import ml_collections
 
 from speechjax.config import ConfigError, require
 from speechjax.models import hubert, wav2vec2
+from speechjax.models.family import Family, HFNames
 from speechjax.nn import conv_encoder
 
 _PRESETS = {"tiny": "tiny", "base": "base", "base_plus": "base", "large": "large"}   # → hubert preset
@@ -72,3 +73,7 @@ def forward_flops(cfg, num_samples: int) -> float:
   frames = conv_encoder.output_length(num_samples, wav2vec2.conv_layers(cfg))
   gates = cfg.num_hidden_layers * 2.0 * frames * cfg.hidden_size * 8
   return hubert.forward_flops(cfg, num_samples) + gates
+
+
+FAMILY = Family("wavlm", model_config, from_config, forward_flops, encoder=WavLMModel,
+                hf=HFNames("WavLMModel", "wavlm.", pretraining_heads=False))

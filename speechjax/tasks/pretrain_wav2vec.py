@@ -24,12 +24,12 @@ import jax
 import jax.numpy as jnp
 
 from speechjax.config import require
-from speechjax.models import vq_wav2vec, wav2vec
+from speechjax.models import registry, wav2vec
 from speechjax.nn import contrastive
 from speechjax.tasks import base
 from speechjax.tasks.pretrain_w2v2 import gumbel_temperature
 
-FAMILIES = {"wav2vec": wav2vec, "vq_wav2vec": vq_wav2vec}
+FAMILIES = {name: registry.FAMILIES[name] for name in ("wav2vec", "vq_wav2vec")}
 
 
 def step_scores(predictions, targets, negatives, valid, offset: int):
@@ -69,11 +69,10 @@ def binary_loss(scores, valid, balanced: bool = False):
 class Task(base.Task):
 
   def build_model(self):
-    model_type = self.config.model.model_type
-    require(model_type in FAMILIES, "model.model_type", model_type, f"expected one of {sorted(FAMILIES)}")
+    family = registry.get(self.config.model.model_type, FAMILIES)
     require(self.config.task.num_negatives >= 1, "task.num_negatives", self.config.task.num_negatives,
             "must be at least 1")
-    return FAMILIES[model_type].from_config(self.config.model)
+    return family.from_config(self.config.model)
 
   def loss(self, params, batch, rng, train, step):
     cfg, task = self.config.model, self.config.task

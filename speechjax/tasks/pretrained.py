@@ -19,6 +19,7 @@ import numpy as np
 from flax import traverse_util
 
 from speechjax import config as config_lib
+from speechjax.models import registry
 from speechjax.nn import layer_stack
 from speechjax.parallel import mesh as mesh_lib
 from speechjax.train import checkpoint
@@ -44,7 +45,7 @@ def warm_start(config, params):
   if not config.get("init_from"):
     return params
   _, _, pretrained = load_model(config.init_from)
-  scope = config.model.model_type
+  scope = registry.get(config.model.model_type, registry.ENCODERS).scope
   if scope not in pretrained:
     raise config_lib.ConfigError(f"config.init_from={config.init_from!r}: no {scope!r} encoder "
                                  f"in the checkpoint (has {sorted(pretrained)})")

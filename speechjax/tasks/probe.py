@@ -23,7 +23,7 @@ from flax import linen as nn
 
 from speechjax import config as config_lib
 from speechjax.data import vocab
-from speechjax.models import ctc, wav2vec2
+from speechjax.models import registry, wav2vec2
 from speechjax.tasks import base, label_checks, pretrained, pretrain_hubert
 
 
@@ -54,8 +54,8 @@ class ProbedEncoder(nn.Module):
   @nn.compact
   def __call__(self, audio, audio_mask, *, train: bool = False):
     c = self.config
-    out = ctc.ENCODERS[c.model_type](c, name=c.model_type)(audio, audio_mask, train=False,
-                                                             output_hidden_states=True)
+    family = registry.get(c.model_type, registry.ENCODERS)
+    out = family.encoder(c, name=family.scope)(audio, audio_mask, train=False, output_hidden_states=True)
     hidden = jax.lax.stop_gradient(jnp.stack(out["hidden_states"]).astype(jnp.float32))
     logits, weights = WeightedLayerProbe(self.num_classes, self.hidden_dim, self.utterance,
                                          name="probe")(hidden, out["frame_mask"])

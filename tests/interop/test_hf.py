@@ -14,6 +14,10 @@ from speechjax.interop import hf
 from speechjax.models import hubert, wav2vec2
 from speechjax.nn import layer_stack
 
+from tests.interop import hf_parity
+
+pytestmark = pytest.mark.fast_compile
+
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
@@ -38,31 +42,16 @@ def _config(family, style):
 def _hf_model(family, style):
   """(our config, HF model in eval mode) with random weights; norms and biases perturbed so they matter."""
   cfg = _config(family, style)
-  torch.manual_seed(0)
   cls = transformers.Wav2Vec2ForPreTraining if family == "wav2vec2" else transformers.HubertModel
-  model = cls(hf.hf_config(cfg)).eval()
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      if "bias" in name or "norm" in name or "masked_spec_embed" in name:
-        p.add_(0.2 * torch.randn_like(p))
-  return cfg, model
-
-
-def _state_dict(model):
-  return {k: v.numpy().copy() for k, v in model.state_dict().items()}
+  return cfg, hf_parity.perturbed_hf_model(cls, cfg)
 
 
 def _batch():
-  rng = np.random.default_rng(0)
-  audio = (0.3 * rng.standard_normal((B, T))).astype(np.float32)
-  audio_mask = np.arange(T)[None, :] < np.array([[T], [REAL]])
-  return np.where(audio_mask, audio, 0).astype(np.float32), audio_mask
+  return hf_parity.padded_batch(T, REAL)
 
 
 def _time_mask(frames):
-  mask = np.zeros((B, frames), bool)
-  mask[0, 2:7], mask[0, 15:19], mask[1, 5:9] = True, True, True
-  return mask
+  return hf_parity.time_mask(B, frames, [(0, 2, 7), (0, 15, 19), (1, 5, 9)])
 
 
 @functools.lru_cache(maxsize=None)
@@ -78,15 +67,7 @@ def _ours(family, style):
 
 
 def _hf_outputs(model, mask_time=None):
-  audio, audio_mask = _batch()
-  kwargs = {} if mask_time is None else {"mask_time_indices": torch.from_numpy(mask_time)}
-  with torch.no_grad():
-    return model(torch.from_numpy(audio), attention_mask=torch.from_numpy(audio_mask.astype(np.int64)),
-                 output_hidden_states=True, **kwargs)
-
-
-def _max_errors(ours, theirs):
-  return [float(np.abs(np.asarray(a) - b.numpy()).max()) for a, b in zip(ours, theirs)]
+  return hf_parity.hf_outputs(model, *_batch(), mask_time)
 
 
 @pytest.mark.parametrize("family,style", [("wav2vec2", "base"), ("wav2vec2", "large"), ("hubert", "base"),
@@ -99,12 +80,12 @@ def test_hidden_states_match_hf_at_every_layer(family, style):
     theirs = _hf_outputs(model, mask_time)
     ours = run(params, np.zeros((B, frames), bool) if mask_time is None else mask_time)
     assert len(ours["hidden_states"]) == len(theirs.hidden_states) == cfg.num_hidden_layers + 1
-    errors = _max_errors(ours["hidden_states"], theirs.hidden_states)
+    errors = hf_parity.max_errors(ours["hidden_states"], theirs.hidden_states)
     print(f"{family}/{style} {'masked' if mask_time is not None else 'unmasked'}: max abs error per "
           f"layer {['%.1e' % e for e in errors]}")
     assert max(errors) <= TOLERANCE
     if family == "wav2vec2":
-      heads = _max_errors([ours["projected_states"], ours["projected_quantized"]],
+      heads = hf_parity.max_errors([ours["projected_states"], ours["projected_quantized"]],
                           [theirs.projected_states, theirs.projected_quantized_states])
       print(f"  projected_states {heads[0]:.1e}, projected_quantized {heads[1]:.1e}")
       assert max(heads) <= TOLERANCE
@@ -133,12 +114,10 @@ def test_quantizer_picks_hf_codes():
 @pytest.mark.parametrize("family", ["wav2vec2", "hubert"])
 def test_export_import_round_trip_is_exact(family):
   cfg, model = _hf_model(family, "large")
-  theirs = _state_dict(model)
+  theirs = hf_parity.state_dict(model)
   params = hf.from_hf(theirs, cfg)
   back = hf.to_hf(params, cfg)
-  assert set(back) == set(theirs)
-  for key, value in theirs.items():
-    np.testing.assert_array_equal(back[key], value, err_msg=key)
+  hf_parity.assert_same_state_dict(back, theirs)
   again = hf.from_hf(back, cfg)
   jax.tree.map(np.testing.assert_array_equal, again, params)
 
@@ -146,7 +125,7 @@ def test_export_import_round_trip_is_exact(family):
 @pytest.mark.parametrize("family", ["wav2vec2", "hubert"])
 def test_export_takes_either_layer_layout_whatever_the_config(family):
   cfg, model = _hf_model(family, "base")
-  theirs = _state_dict(model)
+  theirs = hf_parity.state_dict(model)
   loop = hf.from_hf(theirs, cfg)
   scanned_cfg = cfg.copy_and_resolve_references()
   scanned_cfg.scan_layers = True
@@ -155,15 +134,12 @@ def test_export_takes_either_layer_layout_whatever_the_config(family):
   assert "layers" in (scan["wav2vec2"] if family == "wav2vec2" else scan)["encoder"]
   for tree in (loop, scan, jax.tree.map(jnp.asarray, scan)):
     for config in (cfg, scanned_cfg):
-      exported = hf.to_hf(tree, config)
-      assert set(exported) == set(theirs)
-      for key, value in theirs.items():
-        np.testing.assert_array_equal(exported[key], value, err_msg=key)
+      hf_parity.assert_same_state_dict(hf.to_hf(tree, config), theirs)
 
 
 def test_legacy_weight_norm_names_and_prefixes_are_accepted():
   cfg, model = _hf_model("wav2vec2", "base")
-  full = _state_dict(model)
+  full = hf_parity.state_dict(model)
   params = hf.from_hf(full, cfg)
   legacy = {k.replace("parametrizations.weight.original0", "weight_g")
             .replace("parametrizations.weight.original1", "weight_v"): v for k, v in full.items()}
@@ -177,7 +153,7 @@ def test_legacy_weight_norm_names_and_prefixes_are_accepted():
 
 def test_hubert_prefixed_state_dict_and_missing_mask_embedding():
   cfg, model = _hf_model("hubert", "base")
-  plain = _state_dict(model)
+  plain = hf_parity.state_dict(model)
   prefixed = {"hubert." + k: v for k, v in plain.items()}
   jax.tree.map(np.testing.assert_array_equal, hf.from_hf(prefixed, cfg), hf.from_hf(plain, cfg))
   del plain["masked_spec_embed"]
@@ -188,7 +164,7 @@ def test_hubert_prefixed_state_dict_and_missing_mask_embedding():
 
 def test_mismatched_state_dicts_raise_clear_errors():
   cfg, model = _hf_model("hubert", "base")
-  sd = _state_dict(model)
+  sd = hf_parity.state_dict(model)
   with pytest.raises(ValueError, match="unexpected.*lm_head"):
     hf.from_hf({**sd, "lm_head.weight": np.zeros((32, 64))}, cfg)
   missing = {k: v for k, v in sd.items() if "layers.1.attention.q_proj.weight" not in k}
@@ -197,7 +173,7 @@ def test_mismatched_state_dicts_raise_clear_errors():
   wrong = {**sd, "encoder.layers.0.feed_forward.intermediate_dense.weight": np.zeros((96, 64))}
   with pytest.raises(ValueError, match="intermediate_dense.weight: shape"):
     hf.from_hf(wrong, cfg)
-  with pytest.raises(ValueError, match="HuBERT pretraining heads"):
+  with pytest.raises(ValueError, match="no pretraining heads for HubertModel"):
     hf.to_hf({"hubert": {}, "final_proj": {}}, cfg)
 
 
