@@ -29,7 +29,7 @@ import ml_collections
 from flax import linen as nn
 
 from speechjax.config import ConfigError, require
-from speechjax.nn.lm_transformer import Stack
+from speechjax.nn.lm_transformer import Stack, StackConfig
 from speechjax.nn.partitioning import logical
 from speechjax.nn.transformer import SCAN_MIN_LAYERS, HeadDense
 
@@ -74,9 +74,9 @@ class SoundStorm(nn.Module):
     x = x + nn.Embed(c.semantic_vocab, c.hidden_size, dtype=dtype, name="semantic_embed",
                      embedding_init=init)(semantic)
     x = nn.Dropout(c.dropout, deterministic=not train)(x)
-    x = Stack(c.num_layers, c.num_heads, c.intermediate_size, causal=False, rope=True,
-              dropout=c.dropout, attention_dropout=c.attention_dropout, eps=c.eps,
-              scan_layers=c.scan_layers, remat_policy=c.remat_policy, dtype=dtype,
+    x = Stack(StackConfig(c.num_layers, c.num_heads, c.intermediate_size, causal=False, rope=True,
+                          dropout=c.dropout, attention_dropout=c.attention_dropout, eps=c.eps,
+                          scan_layers=c.scan_layers, remat_policy=c.remat_policy, dtype=dtype),
               name="encoder")(x, jnp.arange(codes.shape[1]), mask, train)
     return HeadDense((c.hidden_size, c.levels, c.codebook_size), ("embed", None, "vocab"),
                      "btd,dqn->btqn", dtype, name="heads")(x).astype(jnp.float32)

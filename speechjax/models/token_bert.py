@@ -15,7 +15,7 @@ from flax import linen as nn
 
 from speechjax.config import ConfigError, require
 from speechjax.nn.partitioning import dense_inits, logical
-from speechjax.nn.transformer import TransformerEncoder
+from speechjax.nn.transformer import EncoderConfig, TransformerEncoder
 
 _BASE = dict(vocab_size=102400, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
              intermediate_size=3072, num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16,
@@ -55,11 +55,11 @@ class TokenBert(nn.Module):
     c, dtype = self.config, jnp.dtype(self.config.dtype)
     x = nn.Embed(c.vocab_size + 1, c.hidden_size, dtype=dtype, name="embed_tokens",
                  embedding_init=logical(nn.initializers.normal(0.02), "vocab", "embed"))(tokens)
-    last, _ = TransformerEncoder(c.num_hidden_layers, c.num_attention_heads, c.intermediate_size,
-                                 pos_conv_kernel=c.num_conv_pos_embeddings,
-                                 pos_conv_groups=c.num_conv_pos_embedding_groups, dropout=c.hidden_dropout,
-                                 attention_dropout=c.attention_dropout, dtype=dtype, name="encoder")(
-                                     x, tokens_mask.astype(bool), train)
+    stack = EncoderConfig(c.num_hidden_layers, c.num_attention_heads, c.intermediate_size,
+                          pos_conv_kernel=c.num_conv_pos_embeddings,
+                          pos_conv_groups=c.num_conv_pos_embedding_groups, dropout=c.hidden_dropout,
+                          attention_dropout=c.attention_dropout, dtype=dtype)
+    last, _ = TransformerEncoder(stack, name="encoder")(x, tokens_mask.astype(bool), train)
     logits = nn.Dense(c.vocab_size, dtype=dtype, name="lm_head", **dense_inits("embed", "vocab"))(last)
     return {"logits": logits.astype(jnp.float32), "last_hidden_state": last}
 

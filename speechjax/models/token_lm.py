@@ -24,9 +24,10 @@ from flax import linen as nn
 
 from speechjax.config import ConfigError, require
 from speechjax.models import sampling
-from speechjax.nn.lm_transformer import Stack
+from speechjax.nn.lm_transformer import Stack, StackConfig
 from speechjax.nn.partitioning import dense_inits, logical
-from speechjax.nn.transformer import REMAT_POLICIES, SCAN_MIN_LAYERS
+from speechjax.nn.layer_stack import REMAT_POLICIES
+from speechjax.nn.transformer import SCAN_MIN_LAYERS
 
 POSITIONS = ("rope", "learned")
 
@@ -80,10 +81,11 @@ class TokenLM(nn.Module):
                          (c.max_length, c.hidden_size))
       x = x + jnp.take(table, positions, axis=0).astype(dtype)[None]
     x = nn.Dropout(c.dropout, deterministic=not train)(x)
-    x = Stack(c.num_layers, c.num_heads, c.intermediate_size, causal=True, rope=c.position == "rope",
-              decode=self.decode, dropout=c.dropout,
-              attention_dropout=c.attention_dropout, eps=c.eps, scan_layers=c.scan_layers,
-              remat_policy=c.remat_policy, dtype=dtype, name="decoder")(x, positions, None, train)
+    x = Stack(StackConfig(c.num_layers, c.num_heads, c.intermediate_size, causal=True,
+                          rope=c.position == "rope", decode=self.decode, dropout=c.dropout,
+                          attention_dropout=c.attention_dropout, eps=c.eps, scan_layers=c.scan_layers,
+                          remat_policy=c.remat_policy, dtype=dtype),
+              name="decoder")(x, positions, None, train)
     if c.tie_embeddings:
       return embed.attend(x).astype(jnp.float32)
     return nn.Dense(c.vocab_size, dtype=dtype, name="lm_head", **dense_inits("embed", "vocab"))(

@@ -52,10 +52,11 @@ from speechjax.config import ConfigError, require
 from speechjax.models.family import Family, HFNames
 from speechjax.nn import conv_encoder, masking
 from speechjax.nn.grad import scale_gradient
+from speechjax.nn.layer_stack import REMAT_POLICIES
 from speechjax.nn.partitioning import logical
 from speechjax.nn.quantizers import GumbelVectorQuantizer
-from speechjax.nn.transformer import (REMAT_POLICIES, SCAN_MIN_LAYERS, FeatureProjection,
-                                      TransformerEncoder, linear_inits)
+from speechjax.nn.transformer import (SCAN_MIN_LAYERS, EncoderConfig, FeatureProjection, TransformerEncoder,
+                                      linear_inits)
 
 TINY_CONV = ((32, 10, 5), (32, 8, 4), (32, 4, 4), (32, 4, 4))   # stride 320, like the base stack
 
@@ -111,6 +112,18 @@ def validate(cfg) -> None:
             cfg.codevector_dim, f"must be divisible by num_codevector_groups={cfg.num_codevector_groups}")
 
 
+def encoder_config(cfg) -> EncoderConfig:
+  """The transformer stack's config from a wav2vec 2.0 / HuBERT / WavLM model config (HF field names)."""
+  return EncoderConfig(
+      num_layers=cfg.num_hidden_layers, num_heads=cfg.num_attention_heads,
+      intermediate_size=cfg.intermediate_size, stable=cfg.do_stable_layer_norm,
+      pos_conv_kernel=cfg.num_conv_pos_embeddings, pos_conv_groups=cfg.num_conv_pos_embedding_groups,
+      dropout=cfg.hidden_dropout, attention_dropout=cfg.attention_dropout,
+      activation_dropout=cfg.activation_dropout, layerdrop=cfg.layerdrop, eps=cfg.layer_norm_eps,
+      scan_layers=cfg.scan_layers, remat_policy=cfg.remat_policy, dtype=jnp.dtype(cfg.dtype),
+      num_buckets=cfg.get("num_buckets", 0), max_distance=cfg.get("max_bucket_distance", 800))
+
+
 def conv_layers(cfg) -> tuple[tuple[int, int, int], ...]:
   return tuple(tuple(int(v) for v in layer) for layer in cfg.conv_layers)
 
@@ -153,13 +166,8 @@ class Wav2Vec2Model(nn.Module):
                                               c.mask_channel_prob, c.mask_channel_length,
                                               c.mask_channel_min_masks)
       x = jnp.where(channels[:, None, :], 0, x)
-    last, hidden = TransformerEncoder(
-        c.num_hidden_layers, c.num_attention_heads, c.intermediate_size, c.do_stable_layer_norm,
-        c.num_conv_pos_embeddings, c.num_conv_pos_embedding_groups, c.hidden_dropout,
-        c.attention_dropout, c.activation_dropout, c.layerdrop, c.layer_norm_eps, c.scan_layers,
-        c.remat_policy, dtype, num_buckets=c.get("num_buckets", 0),   # WavLM's relative position bias
-        max_distance=c.get("max_bucket_distance", 800), name="encoder")(x, frame_mask, train,
-                                                                       output_hidden_states)
+    last, hidden = TransformerEncoder(encoder_config(c), name="encoder")(x, frame_mask, train,
+                                                                          output_hidden_states)
     out = {"frame_mask": frame_mask, "mask": mask, "features": features,
            "feature_penalty": _feature_penalty(conv, frame_mask), "last_hidden_state": last}
     if output_hidden_states:

@@ -1,5 +1,5 @@
-"""The two param layouts of a transformer stack (`speechjax.nn.transformer`, `speechjax.nn.lm_transformer`),
-and conversions between them:
+"""How a transformer stack runs (`run_layers`, shared by `speechjax.nn.transformer` and
+`speechjax.nn.lm_transformer`), its two param layouts, and conversions between them:
 
     loop   `scan_layers=False`: {..., "layers_0": {...}, ..., "layers_{L-1}": {...}}
     scan   `scan_layers=True` (`nn.scan`): {..., "layers": {...}}, every leaf with a leading [L] axis
@@ -20,10 +20,51 @@ from typing import Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import linen as nn
 from flax import traverse_util
 
 LAYERS = "layers"
 _INDEXED = re.compile(r"layers_\d+")
+REMAT_POLICIES = {
+    "full": None,                                                       # save nothing, recompute all
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,   # save weight matmul outputs
+}
+
+
+def remat_layer(layer_cls, policy: str, static_argnums: tuple[int, ...]):
+  """`layer_cls` itself (policy "none") or rematerialised with a REMAT_POLICIES policy; `static_argnums`
+  index the call's non-array arguments (self = 0)."""
+  if policy == "none":
+    return layer_cls
+  if policy not in REMAT_POLICIES:
+    raise ValueError(f"model.remat_policy={policy!r}: expected 'none' or one of {sorted(REMAT_POLICIES)}")
+  return nn.remat(layer_cls, policy=REMAT_POLICIES[policy], static_argnums=static_argnums)
+
+
+def run_layers(layer_cls, config, x, *args, train_argnum: int, collect: bool = False):
+  """`config.num_layers` blocks `layer_cls(config)` applied in turn: x [B, L, D] → (x, per-layer outputs).
+
+  Call it inside a compact method: the blocks become that module's submodules, `layers_<i>` (loop layout)
+  or one `layers` under `nn.scan` when `config.scan_layers` (params and the `cache` collection stacked on a
+  leading axis), rematerialised with `config.remat_policy`. `args` go to every block unchanged;
+  `train_argnum` is the position of the block's boolean `train` argument (self = 0), static under remat.
+  Per-layer outputs: a list (loop), stacked [L, B, L, D] with `collect` (scan), else None (scan)."""
+  cls = remat_layer(layer_cls, config.remat_policy, static_argnums=(train_argnum,))
+  if not config.scan_layers:
+    outputs = []
+    for i in range(config.num_layers):
+      x = cls(config, name=f"layers_{i}")(x, *args)
+      outputs.append(x)
+    return x, outputs
+
+  def body(layer, carry, *body_args):
+    y = layer(carry, *body_args)
+    return y, (y if collect else None)
+
+  scan = nn.scan(body, variable_axes={"params": 0, "cache": 0}, split_rngs={"params": True, "dropout": True},
+                 in_axes=(nn.broadcast,) * len(args), length=config.num_layers,
+                 metadata_params={nn.PARTITION_NAME: LAYERS})
+  return scan(cls(config, name=LAYERS), x, *args)
 
 
 def scan_to_loop(tree):

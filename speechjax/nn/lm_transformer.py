@@ -13,11 +13,31 @@ cached slots at positions ≤ its own (empty slots lie in the future, so the cau
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from speechjax.nn.transformer import ACTIVATION, FeedForward, HeadDense, layer_norm, remat_layer
+from speechjax.nn.layer_stack import run_layers
+from speechjax.nn.transformer import ACTIVATION, FeedForward, HeadDense, layer_norm
+
+
+@dataclasses.dataclass(frozen=True)
+class StackConfig:
+  """Everything a `Stack` and its layers need (hashable: a static module attribute)."""
+  num_layers: int
+  num_heads: int
+  intermediate_size: int
+  causal: bool = True
+  rope: bool = True
+  decode: bool = False              # keep a KV cache (see the module docstring)
+  dropout: float = 0.0
+  attention_dropout: float = 0.0
+  eps: float = 1e-5
+  scan_layers: bool = False
+  remat_policy: str = "none"
+  dtype: jnp.dtype = jnp.float32
 
 
 def rotary(x, positions, base: float = 10000.0):
@@ -87,58 +107,28 @@ class Attention(nn.Module):
 
 class Layer(nn.Module):
   """Pre-LN block: `x` [B, L, D], `positions` [L], `mask` [B, L] or None → [B, L, D]."""
-  num_heads: int
-  intermediate_size: int
-  causal: bool = True
-  rope: bool = True
-  decode: bool = False
-  dropout: float = 0.0
-  attention_dropout: float = 0.0
-  eps: float = 1e-5
-  dtype: jnp.dtype = jnp.float32
+  config: StackConfig
 
   @nn.compact
   def __call__(self, x, positions, mask, train: bool = False):
-    attention = Attention(self.num_heads, self.causal, self.rope, self.decode, self.attention_dropout,
-                          self.dtype, name="attention")
-    drop = nn.Dropout(self.dropout, deterministic=not train)
-    y = x + drop(attention(layer_norm(self.eps, self.dtype, "layer_norm")(x), positions, mask, train))
-    y = y + FeedForward(self.intermediate_size, 0.0, self.dropout, self.dtype, name="feed_forward")(
-        layer_norm(self.eps, self.dtype, "final_layer_norm")(y), train)
+    c = self.config
+    attention = Attention(c.num_heads, c.causal, c.rope, c.decode, c.attention_dropout, c.dtype,
+                          name="attention")
+    drop = nn.Dropout(c.dropout, deterministic=not train)
+    y = x + drop(attention(layer_norm(c.eps, c.dtype, "layer_norm")(x), positions, mask, train))
+    y = y + FeedForward(c.intermediate_size, 0.0, c.dropout, c.dtype, name="feed_forward")(
+        layer_norm(c.eps, c.dtype, "final_layer_norm")(y), train)
     return nn.with_logical_constraint(y.astype(x.dtype), ACTIVATION)
 
 
 class Stack(nn.Module):
-  """`num_layers` Layers (optionally `nn.scan`ned over a `layers` axis and rematerialised) + final LN.
-  `x` [B, L, D], `positions` [L], `mask` [B, L] or None → [B, L, D]."""
-  num_layers: int
-  num_heads: int
-  intermediate_size: int
-  causal: bool = True
-  rope: bool = True
-  decode: bool = False
-  dropout: float = 0.0
-  attention_dropout: float = 0.0
-  eps: float = 1e-5
-  scan_layers: bool = False
-  remat_policy: str = "none"
-  dtype: jnp.dtype = jnp.float32
+  """`config.num_layers` Layers (optionally `nn.scan`ned over a `layers` axis and rematerialised) + final
+  LN. `x` [B, L, D], `positions` [L], `mask` [B, L] or None → [B, L, D]."""
+  config: StackConfig
 
   @nn.compact
   def __call__(self, x, positions, mask=None, train: bool = False):
-    kwargs = dict(num_heads=self.num_heads, intermediate_size=self.intermediate_size, causal=self.causal,
-                  rope=self.rope, decode=self.decode, dropout=self.dropout,
-                  attention_dropout=self.attention_dropout, eps=self.eps, dtype=self.dtype)
-    layer_cls = remat_layer(Layer, self.remat_policy, static_argnums=(4,))
-    x = nn.with_logical_constraint(x.astype(self.dtype), ACTIVATION)
-    if self.scan_layers:
-      scan = nn.scan(lambda layer, carry, *args: (layer(carry, *args), None),
-                     variable_axes={"params": 0, "cache": 0},
-                     split_rngs={"params": True, "dropout": True},
-                     in_axes=(nn.broadcast, nn.broadcast, nn.broadcast), length=self.num_layers,
-                     metadata_params={nn.PARTITION_NAME: "layers"})
-      x, _ = scan(layer_cls(**kwargs, name="layers"), x, positions, mask, train)
-    else:
-      for i in range(self.num_layers):
-        x = layer_cls(**kwargs, name=f"layers_{i}")(x, positions, mask, train)
-    return layer_norm(self.eps, self.dtype, "layer_norm")(x)
+    c = self.config
+    x = nn.with_logical_constraint(x.astype(c.dtype), ACTIVATION)
+    x, _ = run_layers(Layer, c, x, positions, mask, train, train_argnum=4)
+    return layer_norm(c.eps, c.dtype, "layer_norm")(x)

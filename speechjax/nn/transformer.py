@@ -9,12 +9,14 @@ Two layer-norm placements:
                                   layer: y = LN(x + attn(x)); LN(y + ffn(y)).
   pre-LN (Large, `stable=True`):  x + pos_conv(x) → layers → LN;
                                   layer: y = x + attn(LN(x)); y + ffn(LN(y)).
-Stacks can be `nn.scan`ned (params stacked on a leading `layers` axis, named "layers") and rematerialised.
+The stack takes one frozen `EncoderConfig` (flax lm1b's `TransformerConfig`); it can be `nn.scan`ned (params
+stacked on a leading `layers` axis, named "layers") and rematerialised (`speechjax.nn.layer_stack`).
 WavLM: with `num_buckets > 0` the encoder computes a relative position bias once (`rel_attn_embed`) and
 every layer's attention adds it to its logits, gated per head and query (`speechjax.nn.rel_pos_bias`).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -22,6 +24,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from speechjax.nn.attention import dot_product_attention
+from speechjax.nn.layer_stack import run_layers
 from speechjax.nn.partitioning import dense_inits, logical, norm_inits
 from speechjax.nn.pos_conv import PositionalConvEmbedding
 from speechjax.nn.rel_pos_bias import BiasGate, RelativePositionBias
@@ -31,20 +34,28 @@ ACTIVATION = ("batch", "length", "embed")
 # TPU: 6.9 / 21.7 / 45.5 / 96.7 s unrolled at 2 / 12 / 24 / 48 layers, docs/scaling.md), while the
 # 2–3-layer CPU presets stay unrolled (a loop buys nothing there).
 SCAN_MIN_LAYERS = 6
-REMAT_POLICIES = {
-    "full": None,                                                       # save nothing, recompute all
-    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,   # save weight matmul outputs
-}
 
 
-def remat_layer(layer_cls, policy: str, static_argnums: tuple[int, ...]):
-  """`layer_cls` itself (policy "none") or rematerialised with a REMAT_POLICIES policy; `static_argnums`
-  index the call's non-array arguments (self = 0)."""
-  if policy == "none":
-    return layer_cls
-  if policy not in REMAT_POLICIES:
-    raise ValueError(f"model.remat_policy={policy!r}: expected 'none' or one of {sorted(REMAT_POLICIES)}")
-  return nn.remat(layer_cls, policy=REMAT_POLICIES[policy], static_argnums=static_argnums)
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+  """Everything a `TransformerEncoder` and its layers need (hashable: a static module attribute)."""
+  num_layers: int
+  num_heads: int
+  intermediate_size: int
+  stable: bool = False              # pre-LN (Large) instead of post-LN (Base)
+  pos_conv_kernel: int = 128
+  pos_conv_groups: int = 16
+  dropout: float = 0.0
+  attention_dropout: float = 0.0
+  activation_dropout: float = 0.0
+  layerdrop: float = 0.0
+  eps: float = 1e-5
+  scan_layers: bool = False
+  remat_policy: str = "none"
+  dtype: jnp.dtype = jnp.float32
+  num_buckets: int = 0              # > 0: WavLM's gated relative position bias
+  max_distance: int = 800
+  attention_impl: str = "xla"       # "xla" | "flash" (`speechjax.nn.attention`)
 
 
 def linear_inits(in_axis, out_axis, fan_in: int) -> dict:
@@ -155,38 +166,30 @@ class FeedForward(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-  """One transformer block, post-LN or pre-LN (`stable`), with LayerDrop in training.
+  """One transformer block, post-LN or pre-LN (`config.stable`), with LayerDrop in training.
 
   `x` [B, F, D], `mask` [B, F] bool (real frames), optional attention logit `bias` (see SelfAttention;
-  gated when `gate_bias`) → [B, F, D]."""
-  num_heads: int
-  intermediate_size: int
-  stable: bool = False
-  dropout: float = 0.0
-  attention_dropout: float = 0.0
-  activation_dropout: float = 0.0
-  layerdrop: float = 0.0
-  eps: float = 1e-5
-  dtype: jnp.dtype = jnp.float32
-  gate_bias: bool = False
+  gated when `config.num_buckets > 0`) → [B, F, D]."""
+  config: EncoderConfig
 
   @nn.compact
   def __call__(self, x, mask, train: bool = False, bias=None):
-    attention = SelfAttention(self.num_heads, self.attention_dropout, self.dtype, self.gate_bias,
-                              name="attention")
-    feed_forward = FeedForward(self.intermediate_size, self.activation_dropout, self.dropout, self.dtype,
+    c = self.config
+    attention = SelfAttention(c.num_heads, c.attention_dropout, c.dtype, c.num_buckets > 0,
+                              c.attention_impl, name="attention")
+    feed_forward = FeedForward(c.intermediate_size, c.activation_dropout, c.dropout, c.dtype,
                                name="feed_forward")
-    drop = nn.Dropout(self.dropout, deterministic=not train)
-    attn_norm = layer_norm(self.eps, self.dtype, "layer_norm")
-    ffn_norm = layer_norm(self.eps, self.dtype, "final_layer_norm")
-    if self.stable:
+    drop = nn.Dropout(c.dropout, deterministic=not train)
+    attn_norm = layer_norm(c.eps, c.dtype, "layer_norm")
+    ffn_norm = layer_norm(c.eps, c.dtype, "final_layer_norm")
+    if c.stable:
       y = x + drop(attention(attn_norm(x), mask, train, bias))
       y = y + feed_forward(ffn_norm(y), train)
     else:
       y = attn_norm(x + drop(attention(x, mask, train, bias)))
       y = ffn_norm(y + feed_forward(y, train))
-    if train and self.layerdrop > 0:
-      keep = jax.random.uniform(self.make_rng("dropout")) >= self.layerdrop
+    if train and c.layerdrop > 0:
+      keep = jax.random.uniform(self.make_rng("dropout")) >= c.layerdrop
       y = jnp.where(keep, y, x)
     return nn.with_logical_constraint(y.astype(x.dtype), ACTIVATION)
 
@@ -198,69 +201,28 @@ class TransformerEncoder(nn.Module):
   None unless requested, else a tuple of L+1 arrays [B, F, D] in HF's convention: the input of every
   layer, then the final output (after the final LN for pre-LN).
 
-  `num_buckets > 0` (WavLM) adds the gated relative position bias: table `rel_attn_embed` [num_buckets, H],
-  buckets up to `max_distance` frames, a gate (`attention/gru_rel_pos`) in every layer."""
-  num_layers: int
-  num_heads: int
-  intermediate_size: int
-  stable: bool = False
-  pos_conv_kernel: int = 128
-  pos_conv_groups: int = 16
-  dropout: float = 0.0
-  attention_dropout: float = 0.0
-  activation_dropout: float = 0.0
-  layerdrop: float = 0.0
-  eps: float = 1e-5
-  scan_layers: bool = False
-  remat_policy: str = "none"
-  dtype: jnp.dtype = jnp.float32
-  num_buckets: int = 0
-  max_distance: int = 800
+  `config.num_buckets > 0` (WavLM) adds the gated relative position bias: table `rel_attn_embed`
+  [num_buckets, H], buckets up to `max_distance` frames, a gate (`attention/gru_rel_pos`) in every layer."""
+  config: EncoderConfig
 
   @nn.compact
   def __call__(self, x, mask, train: bool = False, output_hidden_states: bool = False):
-    x = jnp.where(mask[..., None], x, 0).astype(self.dtype)   # padded frames must not leak via the conv
-    x = x + PositionalConvEmbedding(self.pos_conv_kernel, self.pos_conv_groups, self.dtype,
-                                    name="pos_conv_embed")(x)
-    final_norm = layer_norm(self.eps, self.dtype, "layer_norm")
-    if not self.stable:
+    c = self.config
+    x = jnp.where(mask[..., None], x, 0).astype(c.dtype)   # padded frames must not leak via the conv
+    x = x + PositionalConvEmbedding(c.pos_conv_kernel, c.pos_conv_groups, c.dtype, name="pos_conv_embed")(x)
+    final_norm = layer_norm(c.eps, c.dtype, "layer_norm")
+    if not c.stable:
       x = final_norm(x)
-    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    x = nn.Dropout(c.dropout, deterministic=not train)(x)
     x = nn.with_logical_constraint(x, ACTIVATION)
     first = x
     bias = None
-    if self.num_buckets:
-      bias = RelativePositionBias(self.num_heads, self.num_buckets, self.max_distance,
-                                  name="rel_attn_embed")(x.shape[1])
-    x, outputs = self._stack(x, mask, train, output_hidden_states, bias)
-    if self.stable:
+    if c.num_buckets:
+      bias = RelativePositionBias(c.num_heads, c.num_buckets, c.max_distance, name="rel_attn_embed")(x.shape[1])
+    x, outputs = run_layers(EncoderLayer, c, x, mask, train, bias, train_argnum=3,
+                            collect=output_hidden_states)
+    if c.stable:
       x = final_norm(x)
     if not output_hidden_states:
       return x, None
     return x, (first,) + tuple(outputs[:-1]) + (x,)
-
-  def _layer_class(self):
-    return remat_layer(EncoderLayer, self.remat_policy, static_argnums=(3,))
-
-  def _stack(self, x, mask, train, collect, bias):
-    """Runs the layers; returns (output, per-layer outputs: list or stacked [L, B, F, D], or None)."""
-    kwargs = dict(num_heads=self.num_heads, intermediate_size=self.intermediate_size,
-                  stable=self.stable, dropout=self.dropout, attention_dropout=self.attention_dropout,
-                  activation_dropout=self.activation_dropout, layerdrop=self.layerdrop, eps=self.eps,
-                  dtype=self.dtype, gate_bias=self.num_buckets > 0)
-    layer_cls = self._layer_class()
-    if not self.scan_layers:
-      outputs = []
-      for i in range(self.num_layers):
-        x = layer_cls(**kwargs, name=f"layers_{i}")(x, mask, train, bias)
-        outputs.append(x)
-      return x, outputs
-
-    def body(layer, carry, mask, train, bias):
-      y = layer(carry, mask, train, bias)
-      return y, (y if collect else None)
-
-    scan = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
-                   in_axes=(nn.broadcast, nn.broadcast, nn.broadcast), length=self.num_layers,
-                   metadata_params={nn.PARTITION_NAME: "layers"})
-    return scan(layer_cls(**kwargs, name="layers"), x, mask, train, bias)

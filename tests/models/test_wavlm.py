@@ -12,9 +12,11 @@ from flax import linen as nn
 from speechjax.config import ConfigError
 from speechjax.models import wavlm
 from speechjax.nn import layer_stack, rel_pos_bias, transformer
-from speechjax.parallel.mesh import DEFAULT_RULES
 
-from model_testing import count_params, forward_matmul_flops, random_params
+from tests.models.model_testing import (assert_known_logical_axes, audio_batch, forward_matmul_flops, param_counts,
+                                        random_params, tiny_model)
+
+pytestmark = pytest.mark.fast_compile
 
 B, T, CLASSES = 2, 8000, (5, 3)
 
@@ -64,7 +66,7 @@ def test_attention_bias_is_added_to_the_scaled_logits():
 def _encoder(**overrides):
   kwargs = dict(num_layers=3, num_heads=4, intermediate_size=64, pos_conv_kernel=8, pos_conv_groups=4,
                 num_buckets=32, max_distance=40)
-  return transformer.TransformerEncoder(**{**kwargs, **overrides})
+  return transformer.TransformerEncoder(transformer.EncoderConfig(**{**kwargs, **overrides}))
 
 
 @functools.lru_cache(maxsize=None)
@@ -95,12 +97,8 @@ def test_scanned_stack_shares_the_bias_like_the_plain_stack():
 
 
 def _setup(**overrides):
-  cfg = wavlm.model_config("tiny")
-  cfg.update({"num_classes": CLASSES, **overrides})
-  model = wavlm.from_config(cfg)
-  audio = jnp.asarray(0.3 * np.random.default_rng(0).standard_normal((B, T)), jnp.float32)
-  audio_mask = jnp.arange(T)[None, :] < jnp.array([[T], [5000]])
-  return cfg, model, jnp.where(audio_mask, audio, 0.0), audio_mask
+  cfg, model = tiny_model(wavlm, num_classes=CLASSES, **overrides)
+  return cfg, model, *audio_batch(T, 5000)
 
 
 def test_pretraining_tree_and_outputs():
@@ -121,12 +119,7 @@ def test_pretraining_tree_and_outputs():
 
 def test_every_parameter_has_known_logical_axes():
   _, model, audio, audio_mask = _setup()
-  boxed = jax.eval_shape(model.init, jax.random.PRNGKey(0), audio, audio_mask)
-  names = {name for name, _ in DEFAULT_RULES}
-  leaves = jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
-  for leaf in leaves:
-    assert isinstance(leaf, nn.LogicallyPartitioned), leaf
-    assert len(leaf.names) == leaf.value.ndim and set(leaf.names) - {None} <= names, leaf.names
+  assert_known_logical_axes(jax.eval_shape(model.init, jax.random.PRNGKey(0), audio, audio_mask))
 
 
 def test_forward_flops_equal_the_matmuls_in_the_graph():
@@ -138,9 +131,7 @@ def test_forward_flops_equal_the_matmuls_in_the_graph():
 @pytest.mark.parametrize("preset,total", [("base", 94.70e6), ("base_plus", 94.70e6), ("large", 316.62e6)])
 def test_parameter_counts(preset, total):
   """The WavLM paper's counts (94.70M Base/Base+, 316.62M Large) include the km500 prediction heads."""
-  cfg = wavlm.model_config(preset)
-  full, bare = count_params(wavlm, cfg), count_params(wavlm, cfg, heads=False)
-  print(f"wavlm {preset} (km500 head): {full / 1e6:.2f}M with heads, {bare / 1e6:.2f}M encoder")
+  full, _ = param_counts(wavlm, preset)
   assert full == pytest.approx(total, rel=0.001)
 
 

@@ -2,7 +2,7 @@
 layers, params and batch sharded by their logical axes) on meshes of 4 simulated CPU devices, against one
 device.
 
-    python sharding_worker.py '[[1,2,2]]'
+    python -m tests.nn.sharding_worker '[[1,2,2]]'   (from the repo root)
 Prints one JSON line {"1,2,2": {leaf: max abs error / max(max abs reference, 1e-3)}}.
 """
 import json
@@ -17,7 +17,7 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import linen as nn  # noqa: E402
 
-from speechjax.nn.transformer import TransformerEncoder  # noqa: E402
+from speechjax.nn.transformer import EncoderConfig, TransformerEncoder  # noqa: E402
 from speechjax.parallel import mesh as mesh_lib  # noqa: E402
 
 jax.config.update("jax_disable_most_optimizations", True)
@@ -25,8 +25,8 @@ B, F, D = 4, 16, 32
 
 
 def _problem():
-  model = TransformerEncoder(num_layers=1, num_heads=4, intermediate_size=64, pos_conv_kernel=8,
-                             pos_conv_groups=4)
+  model = TransformerEncoder(EncoderConfig(num_layers=1, num_heads=4, intermediate_size=64, pos_conv_kernel=8,
+                                           pos_conv_groups=4))
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((B, F, D)), jnp.float32)
   mask = jnp.asarray(np.arange(F)[None] < np.array([[F], [12], [F], [9]]))

@@ -11,13 +11,15 @@ from flax import linen as nn
 
 from speechjax.nn import grad, layer_stack, pos_conv, transformer
 
+pytestmark = pytest.mark.fast_compile
+
 B, F, D, LAYERS = 2, 12, 32, 2
 
 
 def _encoder(**overrides):
   kwargs = dict(num_layers=LAYERS, num_heads=4, intermediate_size=64, stable=False, pos_conv_kernel=8,
                 pos_conv_groups=4)
-  return transformer.TransformerEncoder(**{**kwargs, **overrides})
+  return transformer.TransformerEncoder(transformer.EncoderConfig(**{**kwargs, **overrides}))
 
 
 def _inputs():
