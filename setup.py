@@ -36,7 +36,9 @@ setup(
     name="speechjax",
     version="0.1.0",
     description=__doc__,
-    packages=find_packages(include=["speechjax", "speechjax.*", "launch"]),
+    # configs/ stays at the top of the checkout and ships inside the package (speechjax/configs in the wheel)
+    packages=find_packages(include=["speechjax", "speechjax.*"]) + ["speechjax.configs"],
+    package_dir={"speechjax.configs": "configs"},
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

@@ -10,30 +10,34 @@ characters. The text vocabulary is scanned from the train split; `model.vocab_si
 """
 import ml_collections
 
-from speechjax.data import pipeline
+from speechjax.configs import common
 from speechjax.models import token_lm
-from speechjax.parallel import mesh
-from speechjax.train import optim, trainer
 
 
 def get_config(arg=None):
-  preset = arg or "tiny"
-  if preset != "tiny":
-    raise ValueError(f"configs/audiopalm.py: unknown preset {preset!r} (have ['tiny'])")
-  cfg = ml_collections.ConfigDict()
-  cfg.model = token_lm.model_config("tiny", vocab_size=0)   # derived by the task
-  cfg.task = ml_collections.ConfigDict(dict(name="audiopalm", audio_labels="phone_20ms", audio_rate=50,
-                                            audio_vocab=100, remove_duplicates=True))
-  cfg.data = pipeline.default_config()
+  common.check_preset("audiopalm", arg or "tiny", ["tiny"])
+  model = token_lm.model_config("tiny", vocab_size=0)   # derived by the task
+  task = ml_collections.ConfigDict(dict(
+      name="audiopalm",
+      audio_labels="phone_20ms",
+      audio_rate=50,
+      audio_vocab=100,
+      remove_duplicates=True,
+  ))
+  cfg = common.base_config(model, task)
   cfg.data.path = "data/synth-tiny/records"
   cfg.data.labels = (cfg.task.audio_labels,)
-  cfg.data.targets, cfg.data.max_target_length = "transcript", 96
-  cfg.data.batch_size, cfg.data.max_sample_size, cfg.data.min_sample_size = 8, 96000, 0
-  cfg.optim = optim.default_config()
-  cfg.optim.lr, cfg.optim.warmup_steps, cfg.optim.clip_norm, cfg.optim.weight_decay = 2e-3, 100, 1.0, 0.1
-  cfg.train = trainer.default_train_config()
-  cfg.train.num_steps, cfg.train.log_every, cfg.train.eval_every = 1000, 50, 250
-  cfg.mesh = mesh.default_config()
-  cfg.checkpoint = trainer.default_checkpoint_config()
+  cfg.data.targets = "transcript"
+  cfg.data.max_target_length = 96
+  cfg.data.batch_size = 8
+  cfg.data.max_sample_size = 96000
+  cfg.data.min_sample_size = 0
+  cfg.optim.lr = 2e-3
+  cfg.optim.warmup_steps = 100
+  cfg.optim.clip_norm = 1.0
+  cfg.optim.weight_decay = 0.1
+  cfg.train.num_steps = 1000
+  cfg.train.log_every = 50
+  cfg.train.eval_every = 250
   cfg.checkpoint.save_every = 1000
   return cfg

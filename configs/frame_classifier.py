@@ -7,9 +7,7 @@ data/synth-small, 2000 steps: the README's main job), `base` (the wav2vec 2.0 co
 """
 import ml_collections
 
-from speechjax.data import pipeline
-from speechjax.parallel import mesh
-from speechjax.train import optim, trainer
+from speechjax.configs import common
 
 PRESETS = {
     "tiny": dict(conv_layers=((32, 10, 5), (32, 8, 4), (32, 4, 4), (32, 4, 4)), embed_dim=32, mlp_dim=64),
@@ -21,28 +19,35 @@ PRESETS = {
 
 
 def get_config(arg=None):
-  preset = arg or "tiny"
-  if preset not in PRESETS:
-    raise ValueError(f"configs/frame_classifier.py: unknown preset {preset!r} (have {list(PRESETS)})")
-  cfg = ml_collections.ConfigDict()
-  cfg.model = ml_collections.ConfigDict(dict(
-      num_classes=64, extractor_mode="group_norm", dtype="float32", **PRESETS[preset]))
-  cfg.task = ml_collections.ConfigDict(dict(name="frame_classify", label="phone_20ms"))
-  cfg.data = pipeline.default_config()
+  preset = common.check_preset("frame_classifier", arg or "tiny", PRESETS)
+  model = ml_collections.ConfigDict(dict(
+      num_classes=64,
+      extractor_mode="group_norm",
+      dtype="float32",
+      **PRESETS[preset],
+  ))
+  cfg = common.base_config(model, ml_collections.ConfigDict(dict(name="frame_classify", label="phone_20ms")))
   cfg.data.labels = ("phone_20ms",)
-  cfg.optim = optim.default_config()
-  cfg.optim.lr, cfg.optim.warmup_steps = 1e-3, 10
-  cfg.train = trainer.default_train_config()
-  cfg.mesh = mesh.default_config()
-  cfg.checkpoint = trainer.default_checkpoint_config()
+  cfg.optim.lr = 1e-3
+  cfg.optim.warmup_steps = 10
   if preset == "small":
-    cfg.data.max_sample_size, cfg.data.min_sample_size, cfg.data.batch_size = 32000, 3200, 16
-    cfg.train.num_steps, cfg.train.log_every, cfg.train.eval_every = 2000, 100, 500
-    cfg.optim.lr, cfg.optim.warmup_steps = 2e-3, 100
-    cfg.checkpoint.save_every, cfg.checkpoint.keep_best, cfg.checkpoint.best_mode = 500, "accuracy", "max"
+    cfg.data.max_sample_size = 32000
+    cfg.data.min_sample_size = 3200
+    cfg.data.batch_size = 16
+    cfg.train.num_steps = 2000
+    cfg.train.log_every = 100
+    cfg.train.eval_every = 500
+    cfg.optim.lr = 2e-3
+    cfg.optim.warmup_steps = 100
+    cfg.checkpoint.save_every = 500
+    cfg.checkpoint.keep_best = "accuracy"
+    cfg.checkpoint.best_mode = "max"
   if preset == "tiny":
     cfg.data.path = "data/synth-tiny/records"
-    cfg.data.max_sample_size, cfg.data.min_sample_size, cfg.data.batch_size = 16000, 3200, 8
-    cfg.train.num_steps, cfg.train.log_every = 200, 10
+    cfg.data.max_sample_size = 16000
+    cfg.data.min_sample_size = 3200
+    cfg.data.batch_size = 8
+    cfg.train.num_steps = 200
+    cfg.train.log_every = 10
     cfg.checkpoint.save_every = 100
   return cfg

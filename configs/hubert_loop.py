@@ -1,4 +1,4 @@
-"""The HuBERT iterative loop (launch/hubert_loop.py): cluster → train → cluster the new model's layer → …
+"""The HuBERT iterative loop (speechjax/launch/hubert_loop.py): cluster → train → cluster the new model's layer → …
 
     speechjax loop --workdir workdir/hubert_loop --config configs/hubert_loop.py:small
 
@@ -8,16 +8,25 @@ Base recipe: MFCC k=100 250k steps; layer 6 k=500 400k steps; on LibriSpeech rec
 """
 import ml_collections
 
+from speechjax.configs import common
+
 
 def iteration(features, k, steps, layer="auto", percent=-1.0, kmeans_iters=30):
-  return ml_collections.ConfigDict(dict(features=features, layer=layer, k=k, steps=steps,
-                                        percent=percent, kmeans_iters=kmeans_iters))
+  return ml_collections.ConfigDict(dict(
+      features=features,
+      layer=layer,
+      k=k,
+      steps=steps,
+      percent=percent,
+      kmeans_iters=kmeans_iters,
+  ))
 
 
 def get_config(arg=None):
-  preset = arg or "small"
+  preset = common.check_preset("hubert_loop", arg or "small", ["small", "tiny", "base"])
   cfg = ml_collections.ConfigDict()
-  cfg.train_split, cfg.eval_split = "train", "test"
+  cfg.train_split = "train"
+  cfg.eval_split = "test"
   cfg.train_overrides = ()
   cfg.cluster_last_model = preset != "base"   # a last table row: clusters of the final model's layer
   if preset == "small":
@@ -29,11 +38,9 @@ def get_config(arg=None):
     cfg.train_config = "configs/hubert.py:tiny"
     cfg.iterations = [iteration("mfcc", 20, 20, kmeans_iters=10),
                       iteration("layer", 20, 20, kmeans_iters=10)]
-  elif preset == "base":
+  else:
     cfg.data = "data/librispeech/records"
     cfg.train_config = "configs/hubert.py:base"
     cfg.iterations = [iteration("mfcc", 100, 250000, percent=0.1),
                       iteration("layer", 500, 400000, layer=6, percent=0.1)]
-  else:
-    raise ValueError(f"configs/hubert_loop.py: unknown preset {preset!r} (small, tiny, base)")
   return cfg

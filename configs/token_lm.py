@@ -19,24 +19,34 @@ SoundStorm 2 s) so that `speechjax generate` can continue a 1 s prompt by 1 s wi
 """
 import ml_collections
 
-from speechjax.data import pipeline
+from speechjax.configs import common
 from speechjax.models import audiolm, soundstorm, token_lm
-from speechjax.parallel import mesh
-from speechjax.train import optim, trainer
 
 CROP_SECONDS = {"semantic_tiny": 3.0, "coarse_tiny": 1.0, "fine_tiny": 0.5, "soundstorm_tiny": 2.0}
 TOKENS_CROP_SECONDS = {"semantic_tiny": 3.0, "coarse_tiny": 2.0, "fine_tiny": 0.5, "soundstorm_tiny": 2.0}
 TOKENS = dict(semantic_labels="km", codebook_size=256, acoustic_labels=("codec0", "codec1", "codec2", "codec3"))
+PRESETS = [preset + option for preset in CROP_SECONDS for option in ("", ",tokens")]
 
 
 def task_config(stage: str, tokens: bool) -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict(dict(
-      name="token_lm", semantic_labels="phone_20ms", semantic_rate=50, acoustic_rate=50, acoustic_labels=()))
+      name="token_lm",
+      semantic_labels="phone_20ms",
+      semantic_rate=50,
+      acoustic_rate=50,
+      acoustic_labels=(),
+  ))
   if stage == "soundstorm":
     cfg.update(dict(name="soundstorm", semantic_repeat=1))   # semantic_rate · repeat = acoustic_rate
   else:
-    cfg.update(dict(stage=stage, semantic_vocab=100, remove_duplicates=True, codebook_size=64, levels=4,
-                    coarse_levels=2))
+    cfg.update(dict(
+        stage=stage,
+        semantic_vocab=100,
+        remove_duplicates=True,
+        codebook_size=64,
+        levels=4,
+        coarse_levels=2,
+    ))
   if tokens:
     cfg.update({k: v for k, v in TOKENS.items() if k in cfg})
   return cfg
@@ -48,32 +58,29 @@ def data_labels(stage: str, task) -> tuple:
 
 
 def get_config(arg=None):
-  preset, *options = (arg or "semantic_tiny").split(",")
-  if preset not in CROP_SECONDS or set(options) - {"tokens"}:
-    raise ValueError(f"configs/token_lm.py: unknown preset {arg!r} (have {list(CROP_SECONDS)}, each "
-                     f"optionally followed by ',tokens')")
-  tokens = "tokens" in options
+  preset, _, option = common.check_preset("token_lm", arg or "semantic_tiny", PRESETS).partition(",")
+  tokens = option == "tokens"
   stage = preset.removesuffix("_tiny")
-  cfg = ml_collections.ConfigDict()
-  cfg.task = task_config(stage, tokens)
+  task = task_config(stage, tokens)
   if stage == "soundstorm":
-    cfg.model = soundstorm.model_config("tiny")
+    model = soundstorm.model_config("tiny")
     if tokens:
-      cfg.model.codebook_size = TOKENS["codebook_size"]
+      model.codebook_size = TOKENS["codebook_size"]
   else:
-    vocab = audiolm.Vocab(cfg.task.semantic_vocab, cfg.task.codebook_size, cfg.task.levels,
-                          cfg.task.coarse_levels)
-    cfg.model = token_lm.model_config("tiny", vocab.size(stage))
-  cfg.data = pipeline.default_config()
+    vocab = audiolm.Vocab(task.semantic_vocab, task.codebook_size, task.levels, task.coarse_levels)
+    model = token_lm.model_config("tiny", vocab.size(stage))
+  cfg = common.base_config(model, task)
   cfg.data.path = "data/synth-tiny/records"
   cfg.data.labels = data_labels(stage, cfg.task) if tokens else (cfg.task.semantic_labels,)
-  cfg.data.batch_size, cfg.data.min_sample_size = 8, 8000
+  cfg.data.batch_size = 8
+  cfg.data.min_sample_size = 8000
   cfg.data.max_sample_size = int((TOKENS_CROP_SECONDS if tokens else CROP_SECONDS)[preset] * 16000)
-  cfg.optim = optim.default_config()
-  cfg.optim.lr, cfg.optim.warmup_steps, cfg.optim.clip_norm, cfg.optim.weight_decay = 2e-3, 100, 1.0, 0.1
-  cfg.train = trainer.default_train_config()
-  cfg.train.num_steps, cfg.train.log_every, cfg.train.eval_every = 1000, 50, 250
-  cfg.mesh = mesh.default_config()
-  cfg.checkpoint = trainer.default_checkpoint_config()
+  cfg.optim.lr = 2e-3
+  cfg.optim.warmup_steps = 100
+  cfg.optim.clip_norm = 1.0
+  cfg.optim.weight_decay = 0.1
+  cfg.train.num_steps = 1000
+  cfg.train.log_every = 50
+  cfg.train.eval_every = 250
   cfg.checkpoint.save_every = 1000
   return cfg

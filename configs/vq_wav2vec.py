@@ -10,16 +10,15 @@ diversity loss; k-means loss weight 1, gamma 0.25.
 """
 import os
 
-from speechjax.config import ConfigError, load_file
+from speechjax.config import load_file
+from speechjax.configs import common
 from speechjax.models import vq_wav2vec
 
 NETWORK = {"tiny": "tiny", "tiny_kmeans": "tiny", "gumbel": "large", "kmeans": "large"}
 
 
 def get_config(arg=None):
-  preset = arg or "tiny"
-  if preset not in NETWORK:
-    raise ConfigError(f"configs/vq_wav2vec.py: unknown preset {preset!r} (have {list(NETWORK)})")
+  preset = common.check_preset("vq_wav2vec", arg or "tiny", NETWORK)
   cfg = load_file(os.path.join(os.path.dirname(__file__), "wav2vec.py") + ":" + NETWORK[preset])
   cfg.model = vq_wav2vec.model_config(preset)
   cfg.task.gumbel_temperature = (2.0, 0.5, 0.999995)   # (start, end, decay per update)
@@ -32,5 +31,6 @@ def get_config(arg=None):
     # codeword per group (perplexity 2 of 64); at 0.1, with unit-scale codebook init, 16 of 64 and learning.
     cfg.task.vq_loss_weight = 0.1
   if NETWORK[preset] != "tiny":
-    cfg.optim.lr, cfg.optim.warmup_steps = 1e-5, 1000
+    cfg.optim.lr = 1e-5
+    cfg.optim.warmup_steps = 1000
   return cfg

@@ -10,30 +10,33 @@ max_sample_size · 100 / 16000 ids (vq-wav2vec: 100 Hz).
 """
 import ml_collections
 
-from speechjax.data import pipeline
+from speechjax.configs import common
 from speechjax.models import token_bert
-from speechjax.parallel import mesh
-from speechjax.train import optim, trainer
 
 
 def get_config(arg=None):
-  preset = arg or "tiny"
-  cfg = ml_collections.ConfigDict()
-  cfg.model = token_bert.model_config(preset)
-  cfg.task = ml_collections.ConfigDict(dict(name="masked_token_lm", mask_prob=0.5, mask_length=10,
-                                            labels="km", token_rate=100))
-  cfg.data = pipeline.default_config()
-  cfg.data.path, cfg.data.labels = "tokens", ("km",)
-  cfg.data.batch_size, cfg.data.max_sample_size, cfg.data.min_sample_size = 64, 81920, 16000   # 512 ids
-  cfg.optim = optim.default_config()
+  preset = common.check_preset("vq_wav2vec_bert", arg or "tiny", ["tiny", "base"])
+  task = ml_collections.ConfigDict(dict(
+      name="masked_token_lm",
+      mask_prob=0.5,
+      mask_length=10,
+      labels="km",
+      token_rate=100,
+  ))
+  cfg = common.base_config(token_bert.model_config(preset), task)
+  cfg.data.path = "tokens"
+  cfg.data.labels = ("km",)
+  cfg.data.batch_size = 64
+  cfg.data.max_sample_size = 81920   # 512 ids
+  cfg.data.min_sample_size = 16000
   cfg.optim.warmup_steps = 10000
-  cfg.train = trainer.default_train_config()
   cfg.train.num_steps = 250000
-  cfg.mesh = mesh.default_config()
-  cfg.checkpoint = trainer.default_checkpoint_config()
   if preset == "tiny":
     cfg.task.mask_length = 3
-    cfg.data.batch_size, cfg.data.max_sample_size, cfg.data.min_sample_size = 8, 10240, 8000   # 64 ids
-    cfg.optim.lr, cfg.optim.warmup_steps = 2e-3, 10
+    cfg.data.batch_size = 8
+    cfg.data.max_sample_size = 10240   # 64 ids
+    cfg.data.min_sample_size = 8000
+    cfg.optim.lr = 2e-3
+    cfg.optim.warmup_steps = 10
     cfg.train.num_steps = 100
   return cfg

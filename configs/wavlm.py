@@ -11,6 +11,7 @@ as remembered, unconfirmed; the other optimisation values are HuBERT's.
 import os
 
 from speechjax.config import load_file
+from speechjax.configs import common
 from speechjax.models import wavlm
 
 HUBERT_PRESET = {"tiny": "tiny", "base": "base", "base_plus": "base", "large": "large"}
@@ -18,9 +19,7 @@ NUM_STEPS = {"base_plus": 1_000_000, "large": 700_000}
 
 
 def get_config(arg=None):
-  preset = arg or "tiny"
-  if preset not in HUBERT_PRESET:
-    raise ValueError(f"configs/wavlm.py: unknown preset {preset!r} (have {list(HUBERT_PRESET)})")
+  preset = common.check_preset("wavlm", arg or "tiny", HUBERT_PRESET)
   cfg = load_file(os.path.join(os.path.dirname(__file__), "hubert.py") + ":" + HUBERT_PRESET[preset])
   num_classes = cfg.model.num_classes
   cfg.model = wavlm.model_config(preset)

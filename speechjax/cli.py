@@ -40,17 +40,19 @@ VERBS = {
     "kmeans": "speechjax.cluster.commands:KMeans",
     "label": "speechjax.cluster.commands:Label",
     "tokenize": "speechjax.cluster.tokenize",
-    "loop": "launch.hubert_loop",
+    "loop": "speechjax.launch.hubert_loop",
     "convert": "speechjax.interop.convert",
     "eval": "speechjax.eval.transcribe",
     "analyze": "speechjax.eval.analyze",
     "codec": "speechjax.eval.codec",
     "generate": "speechjax.eval.generate",
-    "tpu": "launch.tpu",
-    "sweep": "launch.sweep",
-    "plan": "launch.plan",
-    "compile": "launch.compile",
+    "tpu": "speechjax.launch.tpu",
+    "sweep": "speechjax.launch.sweep",
+    "plan": "speechjax.launch.plan",
+    "compile": "speechjax.launch.compile",
 }
+# the verbs that take `--config.a.b=v` overrides after their own flags (passed on as `args.overrides`)
+OVERRIDE_VERBS = frozenset({"train", "loop", "tpu", "sweep", "plan", "compile"})
 
 
 def _load(target: str):
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
       modules[name] = _load(target)
       modules[name].add_arguments(p)
   args, rest = parser.parse_known_args(argv)
-  if rest and args.verb not in ("train", "loop", "tpu", "sweep", "plan", "compile"):
+  if rest and args.verb not in OVERRIDE_VERBS:
     parser.error(f"unrecognized arguments: {' '.join(rest)}")
   args.overrides = rest
   try:

@@ -2,6 +2,8 @@
 
     cfg = load("configs/frame_classifier.py:tiny", ["--config.optim.lr=3e-4", "--config.train.num_steps", "10"])
 
+A `configs/<family>.py` path that does not exist relative to the current directory is taken from the configs
+installed with the package, so an installed (non-editable) speechjax runs them from any directory.
 `get_config(arg)` in the file returns an `ml_collections.ConfigDict`. Overrides must name an existing field;
 the value is parsed as a Python literal and must fit the field's type. Errors name the field.
 """
@@ -21,14 +23,34 @@ class ConfigError(ValueError):
   """A config value is missing, unknown or ill-typed; the message names the field."""
 
 
-def load_file(spec: str) -> ml_collections.ConfigDict:
-  """Loads `path.py[:arg]` and returns `get_config(arg)`."""
-  path, _, arg = spec.partition(":")
-  if not os.path.exists(path):
-    raise ConfigError(f"config file {path!r} not found")
-  mod_spec = importlib.util.spec_from_file_location(f"speechjax_config_{abs(hash(path))}", path)
+def _find_file(path: str) -> str | None:
+  """`path` if it exists, else for `configs/<name>.py` the file of that name shipped with the package (setup.py
+  installs the checkout's configs/ as `speechjax.configs`); None when neither exists."""
+  if os.path.exists(path):
+    return path
+  folder, name = os.path.split(os.path.normpath(path))
+  package = importlib.util.find_spec("speechjax.configs") if folder == "configs" else None
+  if package is None:
+    return None
+  shipped = os.path.join(os.path.dirname(package.origin), name)
+  return shipped if os.path.exists(shipped) else None
+
+
+def exec_file(path: str, prefix: str):
+  """The module a Python file defines (config and sweep files are loaded by path, not imported)."""
+  mod_spec = importlib.util.spec_from_file_location(f"{prefix}_{abs(hash(path))}", path)
   module = importlib.util.module_from_spec(mod_spec)
   mod_spec.loader.exec_module(module)
+  return module
+
+
+def load_file(spec: str) -> ml_collections.ConfigDict:
+  """Loads `path.py[:arg]` (found by `_find_file`) and returns `get_config(arg)`."""
+  given, _, arg = spec.partition(":")
+  path = _find_file(given)
+  if path is None:
+    raise ConfigError(f"config file {given!r} not found")
+  module = exec_file(path, "speechjax_config")
   if not hasattr(module, "get_config"):
     raise ConfigError(f"{path} has no get_config(arg)")
   return module.get_config(arg or None)

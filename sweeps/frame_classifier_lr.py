@@ -7,7 +7,7 @@
 Default: a grid of 4 peak learning rates (2× steps around the small preset's 2e-3). `:random`: 8 trials of
 random search, log-uniform learning rate in [3e-4, 1e-2] and warmup 10 or 100 steps.
 """
-from launch.sweep import grid, log_uniform, random
+from speechjax.launch.sweep import grid, log_uniform, random
 
 
 def get_sweep(arg=None):

@@ -1,4 +1,5 @@
-"""tf.data input pipeline: prepared records → static-shape numpy batches (DESIGN.md §3, §5).
+"""tf.data input pipeline: prepared records → static-shape numpy batches (docs/design.md, Data flow and
+Contracts: Batch).
 
 Per host:  this host's shard files → per-epoch deterministic shuffle → parse → drop too short (counted)
            → random crop (fairseq semantics) or length bucketing → pad → batch → prefetch.

@@ -50,7 +50,7 @@ from flax import linen as nn
 
 from speechjax.config import ConfigError, require
 from speechjax.models.family import Family, HFNames
-from speechjax.nn import conv_encoder, masking
+from speechjax.nn import attention, conv_encoder, masking
 from speechjax.nn.grad import scale_gradient
 from speechjax.nn.layer_stack import REMAT_POLICIES
 from speechjax.nn.partitioning import logical
@@ -70,7 +70,8 @@ _BASE = dict(
     mask_prob=0.65, mask_length=10, min_masks=2, mask_no_overlap=False, mask_min_space=1,
     mask_channel_prob=0.0, mask_channel_length=10, mask_channel_min_masks=0,
     num_codevector_groups=2, num_codevectors_per_group=320, codevector_dim=256,
-    proj_codevector_dim=256, scan_layers=False, remat_policy="none", dtype="float32")
+    proj_codevector_dim=256, scan_layers=False, remat_policy="none", dtype="float32",
+    attention_impl="xla")   # "flash": the Pallas TPU kernel (no attention dropout), speechjax/nn/attention.py
 
 _PRESETS = {
     "tiny": dict(conv_layers=TINY_CONV, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -107,6 +108,12 @@ def validate(cfg) -> None:
   require(cfg.dtype in ("float32", "bfloat16", "float16"), "model.dtype", cfg.dtype,
           "expected float32, bfloat16 or float16")
   require(cfg.mask_length >= 1, "model.mask_length", cfg.mask_length, "must be at least 1")
+  impl = cfg.get("attention_impl", "xla")
+  require(impl in attention.IMPLEMENTATIONS, "model.attention_impl", impl,
+          f"expected one of {attention.IMPLEMENTATIONS}")
+  require(impl == "xla" or cfg.attention_dropout == 0, "model.attention_impl", impl,
+          f"the flash kernel has no attention dropout: needs model.attention_dropout=0 "
+          f"(is {cfg.attention_dropout})")
   if "num_codevector_groups" in cfg:
     require(cfg.codevector_dim % cfg.num_codevector_groups == 0, "model.codevector_dim",
             cfg.codevector_dim, f"must be divisible by num_codevector_groups={cfg.num_codevector_groups}")
@@ -121,7 +128,8 @@ def encoder_config(cfg) -> EncoderConfig:
       dropout=cfg.hidden_dropout, attention_dropout=cfg.attention_dropout,
       activation_dropout=cfg.activation_dropout, layerdrop=cfg.layerdrop, eps=cfg.layer_norm_eps,
       scan_layers=cfg.scan_layers, remat_policy=cfg.remat_policy, dtype=jnp.dtype(cfg.dtype),
-      num_buckets=cfg.get("num_buckets", 0), max_distance=cfg.get("max_bucket_distance", 800))
+      num_buckets=cfg.get("num_buckets", 0), max_distance=cfg.get("max_bucket_distance", 800),
+      attention_impl=cfg.get("attention_impl", "xla"))   # checkpoints from before the field: "xla"
 
 
 def conv_layers(cfg) -> tuple[tuple[int, int, int], ...]:

@@ -1,4 +1,4 @@
-"""Initialisers that carry logical axis names (DESIGN.md §4)."""
+"""Initialisers that carry logical axis names (docs/design.md, Contracts: Sharding)."""
 from flax import linen as nn
 
 

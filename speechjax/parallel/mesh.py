@@ -1,4 +1,4 @@
-"""Device mesh, logical-axis rules and host-local → global batches (DESIGN.md §4).
+"""Device mesh, logical-axis rules and host-local → global batches (docs/design.md, Contracts: Sharding).
 
 Mesh axes are always `("data", "fsdp", "tensor")`. Parameters carry logical axis names; the `mesh.rules`
 table of the config maps each logical name to mesh axes, so data parallel, FSDP and tensor parallel are
@@ -148,7 +148,7 @@ def on_process_zero(name: str, write: Callable[[], object]) -> None:
 
 def maybe_init_distributed(coordinator: str = "", num_processes: int = 0, process_id: int = -1):
   """`jax.distributed.initialize` when asked: explicit flags, or a TPU pod / cluster environment
-  (`SPEECHJAX_DISTRIBUTED=1`, as set by launch/tpu.py). Must run before any JAX computation."""
+  (`SPEECHJAX_DISTRIBUTED=1`, as set by speechjax/launch/tpu.py). Must run before any JAX computation."""
   if coordinator:
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                process_id=process_id)

@@ -1,15 +1,23 @@
-"""The Task contract (DESIGN.md §3) and the single-optimizer default implementation.
+"""The Task contract (docs/design.md, Contracts: Task) and the single-optimizer default implementation.
 
-A task owns its model, its objective and its TrainState layout. The trainer only calls:
+A task owns its model, its objective and its TrainState layout. `speechjax.tasks.get_task(config)` builds
+`Task(config)`; the trainer, `speechjax compile` and `speechjax plan` then call only:
 
-    task.abstract_variables(batch)       -> boxed ShapeDtypeStruct tree of model variables
-    task.init_state(rng, batch)          -> TrainState (traced under jit with out_shardings)
-    task.train_step(state, batch)        -> (state, metrics)   pure; jitted by the trainer
+    task.abstract_variables(batch)       -> boxed ShapeDtypeStruct tree of model variables (logical axes)
+    task.init_state(rng, batch)          -> TrainState (under jax.eval_shape, then jit with out_shardings)
+    task.state_shardings(abstract_state, mesh, axis_rules, batch) -> TrainState of NamedShardings
+    task.warm_start(params)              -> the params training starts from (fresh runs, not on resume)
+    task.train_step(state, batch)        -> (state, metrics)   pure; jitted and donated by the trainer
     task.eval_step(state, batch)         -> metrics
     task.flops_per_example()             -> model FLOPs of one training example (fwd + bwd)
 
-Subclasses implement `build_model()`, `loss(params, batch, rng, train)` and `forward_flops()`.
-A task with several optimizers (codec GAN) overrides `init_state` and `train_step`.
+and the default implementation calls `task.model_inputs(batch)` (the model's positional inputs, in
+`abstract_variables` and `init_state`) and `task.filter_updates(tree, step)` (on gradients and updates, in
+`train_step`).
+
+Subclasses implement `build_model()`, `loss(params, batch, rng, train, step) -> (loss, metrics)` and
+`forward_flops()`. A task with several optimizers (codec GAN) overrides `abstract_variables`, `init_state`,
+`state_shardings`, `train_step` and `eval_step`.
 """
 from __future__ import annotations
 
@@ -37,7 +45,12 @@ class TrainState:
 
 
 class Task:
-  """Single-model, single-optimizer task: gradient of `loss`, one Optax update per step."""
+  """Single-model, single-optimizer task: gradient of `loss`, one Optax update per step.
+
+  The contract: `abstract_variables`, `init_state`, `state_shardings`, `warm_start`, `model_inputs`,
+  `filter_updates`, `train_step`, `eval_step`, `flops_per_example` (see the module docstring and
+  docs/design.md, Contracts: Task). To implement: `build_model()`, `loss(params, batch, rng, train, step)`
+  (`train`: bool, `step`: int32 scalar) and `forward_flops()`; override the others as needed."""
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config

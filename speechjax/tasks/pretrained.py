@@ -27,7 +27,7 @@ from speechjax.train import checkpoint
 FINETUNE_FIELDS = ("mask_prob", "mask_length", "min_masks", "mask_channel_prob", "mask_channel_length",
                    "mask_channel_min_masks", "layerdrop", "hidden_dropout", "attention_dropout",
                    "activation_dropout", "feat_proj_dropout", "final_dropout", "feature_grad_mult",
-                   "dtype", "scan_layers", "remat_policy")
+                   "dtype", "scan_layers", "remat_policy", "attention_impl")
 
 
 def resolve_architecture(config) -> None:

@@ -8,13 +8,18 @@ Everything is computed on the host from the config, with no accelerator and no r
   parameters, optimizer state   exact shapes from `jax.eval_shape` of the task's model init and TrainState
                                 init (AdamW: first moment in optim.mu_dtype, second in float32; EMA copy and
                                 gradient-accumulation buffers when configured)
-  per-chip share                each array's dims divided by the mesh axes its logical names map to under
+  per-device share              each array's dims divided by the mesh axes its logical names map to under
                                 `mesh.rules` (a dim the axes do not divide stays whole, as in the trainer)
   gradients                     float32 like the params, same sharding
   activations                   what the backward pass keeps per example, from the model config (see
-                                `activation_terms`), for remat none / dots / full, times examples per chip
+                                `activation_terms`), for remat none / dots / full, times examples per device
   step time                     3 × forward FLOPs (the model's `forward_flops`) × batch
                                 / (chips × bf16 peak per chip × MFU)
+
+Devices are JAX devices as the TPU compiler sees a slice ahead of time (`speechjax compile`): one per chip,
+except v4, shown as one 16 GiB device per TensorCore (v4-8 = 4 chips = 8 devices). On a v4 host JAX merges
+a chip's two cores into one 32 GiB device (megacore) holding twice the examples: memory per example and
+step time are the same either way.
 
 Candidate meshes (data, fsdp, tensor) are those whose batch axes data × fsdp divide `data.batch_size`
 (tensor ∈ {1, 2, 4, 8} dividing the attention heads); `--mesh auto` takes the least-sharded one (smallest
@@ -34,6 +39,11 @@ GiB = 2**30
 # optimizer update, fusion buffers), fragmentation, and the activation model's error (its transformer-layer
 # term came out ~14% below XLA's own count on CPU; see docs/scaling.md).
 HEADROOM = 0.8
+# Bytes per head and frame pair a scanned encoder layer keeps for the backward pass beyond its compute-dtype
+# attention weights (float32 logits and softmax). Calibrated on the TPU compiler: HuBERT Base train steps
+# compiled for v4-8 (benchmarks/compiles/, tests/launch/test_plan_calibration.py) need 12.3 B per pair in
+# bf16 and 16.2 B in float32 with attention dropout, where the model now says 13 and 17.
+ATTENTION_PAIR_BYTES = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,13 +53,14 @@ class Chip:
   peak_flops: float        # dense bf16 FLOP/s per chip
   cores_per_chip: int      # TensorCores per chip counted in the slice name (v4-64 = 64 cores = 32 chips)
   source: str
+  devices_per_chip: int = 1   # JAX devices per chip in the ahead-of-time topology (v4: one per TensorCore)
 
 
 # Public per-chip spec numbers (Google Cloud TPU system architecture pages). HBM sizes are binary
 # (the pages write "GB"); a JAX device on the chip sees all of them as one device (megacore on v4/v5p).
 CHIPS = {
     # cloud.google.com/tpu/docs/v4: 275 TFLOP/s bf16, 32 GiB HBM2 (1200 GB/s), 2 TensorCores per chip
-    "v4": Chip("TPU v4", 32 * GiB, 275e12, 2, "cloud.google.com/tpu/docs/v4"),
+    "v4": Chip("TPU v4", 32 * GiB, 275e12, 2, "cloud.google.com/tpu/docs/v4", devices_per_chip=2),
     # cloud.google.com/tpu/docs/v5e: 197 TFLOP/s bf16, 16 GiB HBM2 (819 GB/s), 1 TensorCore per chip
     "v5e": Chip("TPU v5e", 16 * GiB, 197e12, 1, "cloud.google.com/tpu/docs/v5e"),
     # cloud.google.com/tpu/docs/v5p: 459 TFLOP/s bf16, 95 GiB HBM2e (2765 GB/s), 2 TensorCores per chip
@@ -74,6 +85,18 @@ class Topology:
   chips: int
   hosts: int
 
+  @property
+  def devices(self) -> int:
+    return self.chips * self.chip.devices_per_chip
+
+  @property
+  def device_hbm(self) -> float:
+    return self.chip.hbm_bytes / self.chip.devices_per_chip
+
+  @property
+  def device_peak(self) -> float:
+    return self.chip.peak_flops / self.chip.devices_per_chip
+
 
 def parse_topology(name: str) -> Topology:
   """`v4-64` (64 TensorCores = 32 chips), `v5e-256` or `v5litepod-256` (256 chips), `v5p-128`, `v6e-8`."""
@@ -91,11 +114,11 @@ def parse_topology(name: str) -> Topology:
   return Topology(name, generation, chip, chips, hosts)
 
 
-def parse_mesh(text: str, chips: int) -> tuple[int, int, int]:
+def parse_mesh(text: str, devices: int) -> tuple[int, int, int]:
   from speechjax.parallel import mesh as mesh_lib
   try:
     shape = tuple(int(v) for v in re.findall(r"-?\d+", text))
-    return mesh_lib.resolve_shape(shape, chips)
+    return mesh_lib.resolve_shape(shape, devices)
   except ValueError as e:
     raise PlanError(f"--mesh={text!r}: {e}") from None
 
@@ -184,8 +207,9 @@ def activation_terms(model_cfg, num_samples: int, tensor: int = 1) -> dict:
   transformer layer      remat none: per frame 5·D (layer input, the two LN outputs, attention output,
                          residual) + (4·D + 2·I)/t (q, k, v, attention context; FFN pre/post GELU), in the
                          compute dtype, + dropout masks (1 B: 2·D, I/t with activation dropout); per head
-                         and frame pair the float32 softmax (4 B) + its compute-dtype copy for the value
-                         matmul (+1 B mask with attention dropout)
+                         and frame pair 8 B + b: float32 logits and softmax and the compute-dtype weights
+                         for the value matmul, + b + 1 B with attention dropout (the dropped copy and its
+                         mask). Calibrated against the TPU compiler: `ATTENTION_PAIR_BYTES`
                          remat dots (weight-matmul outputs saved): 3·D + (3·D + I)/t per frame
                          remat full: the layer input, D per frame; a rematerialised stack also holds one
                          layer's full activations while it recomputes it
@@ -210,7 +234,7 @@ def activation_terms(model_cfg, num_samples: int, tensor: int = 1) -> dict:
     masks = ((2 * d if model_cfg.get("hidden_dropout", 0) > 0 else 0)
              + (i / tensor if model_cfg.get("activation_dropout", 0) > 0 else 0))
     attn_dropout = model_cfg.get("attention_dropout", 0) > 0
-    per_pair = 4 + (b if (b != 4 or attn_dropout) else 0) + (1 if attn_dropout else 0)
+    per_pair = ATTENTION_PAIR_BYTES + b + ((b + 1) if attn_dropout else 0)
     none = f * ((5 * d + (4 * d + 2 * i) / tensor) * b + masks) + h * f * f / tensor * per_pair
     classes = sum(int(k) for k in model_cfg.get("num_classes", ()) or ()) or 0
     out.update({
@@ -245,19 +269,19 @@ def activation_bytes(terms: dict, remat: str) -> float:
 @dataclasses.dataclass
 class MeshPlan:
   mesh: tuple[int, int, int]
-  examples_per_chip: float
-  memory: dict       # per-chip bytes: params, optimizer, ema, gradients, activations, input, total
+  examples_per_device: float
+  memory: dict       # per-device bytes: params, optimizer, ema, gradients, activations, input, total
   terms: dict
 
 
-def candidate_meshes(chips: int, batch: int, model_cfg) -> list[tuple[int, int, int]]:
+def candidate_meshes(devices: int, batch: int, model_cfg) -> list[tuple[int, int, int]]:
   """(data, fsdp, tensor) with data × fsdp dividing the batch; tensor ∈ {1,2,4,8} dividing the heads."""
   heads = model_cfg.get("num_attention_heads", 0)
   out = []
   for t in (1, 2, 4, 8):
-    if chips % t or (heads and heads % t):
+    if devices % t or (heads and heads % t):
       continue
-    rest = chips // t
+    rest = devices // t
     for f in sorted({d for d in range(1, rest + 1) if rest % d == 0}):
       d = rest // f
       if batch % (d * f) == 0 and (f & (f - 1)) == 0:   # fsdp sizes: powers of two
@@ -301,7 +325,7 @@ class Plan:
 
   @property
   def step_time(self) -> float:
-    return self.step_flops / (self.topology.chips * self.topology.chip.peak_flops * self.mfu)
+    return self.step_flops / (self.topology.devices * self.topology.device_peak * self.mfu)
 
 
 def make_plan(cfg, spec: str, topology: str, mesh: str = "auto", mfu: float = 0.5,
@@ -315,21 +339,22 @@ def make_plan(cfg, spec: str, topology: str, mesh: str = "auto", mfu: float = 0.
     raise PlanError(f"config.model.remat_policy={remat!r}: the plan knows none, dots, full")
   facts = facts or model_facts(cfg)
   batch = cfg.data.batch_size
-  candidates = [mesh_plan(cfg, facts, m, remat) for m in candidate_meshes(top.chips, batch, cfg.model)]
+  candidates = [mesh_plan(cfg, facts, m, remat) for m in candidate_meshes(top.devices, batch, cfg.model)]
   if mesh == "auto":
     if not candidates:
-      raise PlanError(f"config.data.batch_size={batch}: no mesh of {top.chips} chips splits it "
-                      f"(data × fsdp must divide the batch, tensor ≤ 8); use a multiple of {top.chips // 8}")
-    budget = HEADROOM * top.chip.hbm_bytes
+      raise PlanError(f"config.data.batch_size={batch}: no mesh of {top.devices} devices splits it "
+                      f"(data × fsdp must divide the batch, tensor ≤ 8); use a multiple of "
+                      f"{max(top.devices // 8, 1)}")
+    budget = HEADROOM * top.device_hbm
     fitting = [p for p in candidates if p.memory["total"] <= budget]
     if fitting:
       chosen = min(fitting, key=lambda p: (p.mesh[2], p.mesh[1]))
       how = (f"auto: the least-sharded mesh (smallest tensor, then fsdp) within {HEADROOM:.0%} of HBM")
     else:
       chosen = min(candidates, key=lambda p: p.memory["total"])
-      how = "auto: nothing fits; the mesh with the least memory per chip"
+      how = "auto: nothing fits; the mesh with the least memory per device"
   else:
-    shape = parse_mesh(str(cfg.mesh.shape) if mesh == "config" else mesh, top.chips)
+    shape = parse_mesh(str(cfg.mesh.shape) if mesh == "config" else mesh, top.devices)
     if batch % (shape[0] * shape[1]):
       raise PlanError(f"--mesh={mesh}: data × fsdp = {shape[0] * shape[1]} does not divide "
                       f"config.data.batch_size={batch}")
@@ -390,15 +415,17 @@ def format_plan(p: Plan) -> str:
       f"peak per chip ({chip.source})",
       f"  slice     {top.name} = {top.chips} chips"
       + (f" ({top.chips * chip.cores_per_chip} TensorCores, {chip.cores_per_chip} per chip)"
-         if chip.cores_per_chip > 1 else "") + f", {top.hosts} host{'s' * (top.hosts > 1)}",
+         if chip.cores_per_chip > 1 else "") + f", {top.hosts} host{'s' * (top.hosts > 1)}"
+      + (f"; modelled as {top.devices} devices of {top.device_hbm / GiB:.0f} GiB, one per TensorCore, as "
+         "the TPU compiler sees it" if chip.devices_per_chip > 1 else ""),
       f"  model     {facts.family}: {_count(facts.num_params)} params ({facts.num_params:,}; jax.eval_shape "
       f"of the model init), compute {p.dtype}, params float32",
       f"  batch     data.batch_size={p.batch} × data.max_sample_size={p.samples} samples ({seconds:.1f} s) "
       f"→ {t['frames']} frames per example",
-      f"  mesh      (data, fsdp, tensor) = ({d}, {f}, {tp})  [{p.how}]; {c.examples_per_chip:g} example"
-      f"{'s' * (c.examples_per_chip != 1)} per chip",
+      f"  mesh      (data, fsdp, tensor) = ({d}, {f}, {tp})  [{p.how}]; {c.examples_per_device:g} example"
+      f"{'s' * (c.examples_per_device != 1)} per device",
       "",
-      f"per-chip memory (GiB)        {'':>6}  derivation",
+      f"per-device memory (GiB)      {'':>6}  derivation",
       f"  params                     {_gib(m['params']):>6}  {_count(facts.num_params)} × 4 B (float32) = "
       f"{_gib(m['replicated_params'])} GiB, each array split over the mesh axes of its logical names "
       "(mesh.rules)",
@@ -409,13 +436,13 @@ def format_plan(p: Plan) -> str:
     lines.append(f"  EMA params                 {_gib(m['ema']):>6}  optim.ema_decay > 0: a float32 copy")
   lines += [
       f"  gradients                  {_gib(m['gradients']):>6}  float32, sharded like the params",
-      f"  activations                {_gib(m['activations']):>6}  {c.examples_per_chip:g} × "
+      f"  activations                {_gib(m['activations']):>6}  {c.examples_per_device:g} × "
       f"{_gib(activation_bytes(t, p.remat) - t['input'])} GiB (below, remat={p.remat})",
-      f"  input batch                {_gib(m['input']):>6}  {c.examples_per_chip:g} × {p.samples} × 5 B "
+      f"  input batch                {_gib(m['input']):>6}  {c.examples_per_device:g} × {p.samples} × 5 B "
       "(float32 audio + bool mask)",
-      f"  total                      {_gib(m['total']):>6}  of {chip.hbm_bytes / GiB:.0f} GiB = "
-      f"{m['total'] / chip.hbm_bytes:.0%} → "
-      + ("fits" if m["total"] <= HEADROOM * chip.hbm_bytes else
+      f"  total                      {_gib(m['total']):>6}  of {top.device_hbm / GiB:.0f} GiB = "
+      f"{m['total'] / top.device_hbm:.0%} → "
+      + ("fits" if m["total"] <= HEADROOM * top.device_hbm else
          f"DOES NOT FIT (over {HEADROOM:.0%} of HBM)"),
       "",
       f"activations per example, MiB (compute {p.dtype}, {t['dtype_bytes']} B; F = {t['frames']} "
@@ -453,8 +480,8 @@ def format_plan(p: Plan) -> str:
       "conv stack, projections, attention, FFN, heads; 2 FLOPs per multiply-add)",
       f"  FLOPs per step             3 × {_flop(facts.forward_flops)} × {p.batch} = "
       f"{_flop(p.step_flops)} (backward ≈ 2 × forward)",
-      f"  step time                  {_flop(p.step_flops)} / ({top.chips} chips × "
-      f"{chip.peak_flops / 1e12:.0f} TFLOP/s × MFU {p.mfu:.2f}) = {_secs(step)}",
+      f"  step time                  {_flop(p.step_flops)} / ({top.devices} devices × "
+      f"{top.device_peak / 1e12:.4g} TFLOP/s × MFU {p.mfu:.2f}) = {_secs(step)}",
       f"  throughput                 {audio:.0f} s of audio per step → {audio / step / 3600:.1f} h of audio "
       "per second of training",
       f"  run                        train.num_steps={p.num_steps} × {_secs(step)} = "
@@ -465,14 +492,14 @@ def format_plan(p: Plan) -> str:
                  f"(≈ {_secs(step * 4 / 3)} per step at the same hardware utilisation)")
   if p.dtype == "float32":
     lines.append("  note: compute dtype float32; the bf16 peak assumes --config.model.dtype=bfloat16 on TPU")
-  lines += ["", f"meshes that split data.batch_size={p.batch} (per-chip GiB, remat={p.remat}):",
+  lines += ["", f"meshes that split data.batch_size={p.batch} (per-device GiB, remat={p.remat}):",
             "  (data, fsdp, tensor)   params+opt+grads  activations   total  fits"]
   for q in p.candidates:
     mm = q.memory
     fixed = mm["params"] + mm["optimizer"] + mm["ema"] + mm["gradients"]
     mark = "  ← chosen" if q.mesh == c.mesh else ""
     lines.append(f"  {str(q.mesh):<22} {_gib(fixed):>16} {_gib(mm['activations'] + mm['input']):>12} "
-                 f"{_gib(mm['total']):>7}  {'yes' if mm['total'] <= HEADROOM * chip.hbm_bytes else 'no'}"
+                 f"{_gib(mm['total']):>7}  {'yes' if mm['total'] <= HEADROOM * top.device_hbm else 'no'}"
                  f"{mark}")
   return "\n".join(lines)
 

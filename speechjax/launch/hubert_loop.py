@@ -1,4 +1,4 @@
-"""HuBERT's cluster-then-retrain loop (DESIGN.md §6), automated and resumable.
+"""HuBERT's cluster-then-retrain loop (docs/design.md, Data flow: the HuBERT loop), automated and resumable.
 
     speechjax loop --workdir workdir/hubert_loop [--config configs/hubert_loop.py:small] [--config.x=y ...]
 
@@ -201,8 +201,7 @@ def format_table(rows: list[dict]) -> str:
 
 def add_arguments(parser):
   parser.add_argument("--workdir", required=True)
-  parser.add_argument("--config", default=os.path.join(
-      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "hubert_loop.py") + ":small")
+  parser.add_argument("--config", default="configs/hubert_loop.py:small")
   mesh.add_distributed_arguments(parser)
 
 

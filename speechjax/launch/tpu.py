@@ -37,7 +37,8 @@ import shlex
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The checkout that `setup` packs: the repository root, two levels above this package.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GCLOUD = ("gcloud", "compute", "tpus")
 REMOTE_DIR = "$HOME/speechjax"             # shell text: expanded on the worker, never quoted
 REMOTE_TARBALL = "speechjax-src.tar.gz"    # relative to the ssh/scp home directory

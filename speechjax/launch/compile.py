@@ -33,8 +33,8 @@ import sys
 import tempfile
 import time
 
-from launch import hlo_stats
-from launch import plan as plan_lib
+from speechjax.launch import hlo_stats
+from speechjax.launch import plan as plan_lib
 
 GiB = 2**30
 
@@ -188,9 +188,8 @@ def subtile_shards(params) -> list[str]:
   import jax
   out = []
   for path, x in jax.tree_util.tree_leaves_with_path(params):
-    spec = tuple(x.sharding.spec) + (None,) * (len(x.shape) - len(x.sharding.spec))
     local = x.sharding.shard_shape(x.shape)
-    if any(axes and n % TILE_ROWS for axes, n in zip(spec, local)):
+    if any(n != full and n % TILE_ROWS for n, full in zip(local, x.shape)):
       out.append(f"{jax.tree_util.keystr(path)} {list(x.shape)} → {list(local)}")
   return out
 

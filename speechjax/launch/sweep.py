@@ -24,7 +24,6 @@ first. `--metric auto` (default) is eval/loss when the trials have evaluated, el
 """
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import math
@@ -34,6 +33,8 @@ import shlex
 import sys
 
 import numpy as np
+
+from speechjax import config as config_lib
 
 TRIAL_PREFIX = "trial_"
 DONE = "DONE"
@@ -133,9 +134,7 @@ def load_sweep(spec: str) -> list[dict]:
   path, _, arg = spec.partition(":")
   if not os.path.exists(path):
     raise SweepError(f"--sweep: {path!r} not found")
-  mod_spec = importlib.util.spec_from_file_location(f"speechjax_sweep_{abs(hash(path))}", path)
-  module = importlib.util.module_from_spec(mod_spec)
-  mod_spec.loader.exec_module(module)
+  module = config_lib.exec_file(path, "speechjax_sweep")
   if not hasattr(module, "get_sweep"):
     raise SweepError(f"--sweep: {path} has no get_sweep()")
   trials = module.get_sweep(arg) if arg else module.get_sweep()
@@ -253,7 +252,7 @@ def run_local(config: str, trials: list[dict], workdir: str, base_overrides=(), 
 def pod_commands(config: str, trials: list[dict], workdir: str, pod: str, zone: str, project: str = "",
                  base_overrides=()) -> list[list[str]]:
   """One `speechjax tpu run --attach` command per trial (they run in turn when piped into bash)."""
-  from launch import tpu
+  from speechjax.launch import tpu
   tpu.check_gcs("--workdir", workdir)
   tpu.remote_config_path(config)
   where = ["--pod", pod, "--zone", zone] + (["--project", project] if project else [])
