@@ -14,7 +14,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 
 @pytest.fixture(scope="session")
 def tone_data(tmp_path_factory):
-  import toy_data
+  from tests.helpers import toy_data
   return toy_data.write_tone_dataset(str(tmp_path_factory.mktemp("tones")))
 
 
@@ -28,7 +28,14 @@ def synth_records(tmp_path_factory):
   return str(root / "records")
 
 
-FAST_COMPILE_DIRS = ("nn", "models", "interop")
+@pytest.fixture(scope="module")
+def pretrained(synth_records, tmp_path_factory):
+  """A 2-step tiny wav2vec 2.0 run on the micro corpus (its workdir), for the fine-tuning and analysis tests
+  (tests/tasks/test_ctc.py, test_probe.py, tests/eval/test_analyze.py); one per test module."""
+  from tests.helpers import harness
+  return harness.pretrain_tiny_wav2vec2(synth_records, str(tmp_path_factory.mktemp("w2v2")))
+
+
 FAST_COMPILE = "jax_disable_most_optimizations"
 
 
@@ -48,9 +55,11 @@ def tpu_mesh():
   return Mesh(np.array(topo.devices).reshape(4, 1, 1), ("data", "fsdp", "tensor"))
 
 
-@pytest.fixture
-def fast_compile():
-  """For one test that compiles many small programs once each (outside FAST_COMPILE_DIRS)."""
+def _fast_compile_if_marked(request):
+  """Sets FAST_COMPILE while `request.node` (a module or a test) carries the `fast_compile` marker."""
+  if request.node.get_closest_marker("fast_compile") is None:
+    yield
+    return
   import jax
   previous = jax.config.values[FAST_COMPILE]
   jax.config.update(FAST_COMPILE, True)
@@ -59,15 +68,15 @@ def fast_compile():
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _fast_compile(request):
-  """Model/layer tests compile many small programs once each: skipping most XLA optimisations cuts
-  their CPU time by ~40% (results stay within the tests' tolerances). Not used for the trainer tests,
-  whose bitwise comparisons span subprocesses compiled with default flags."""
-  import jax
-  if os.path.basename(request.fspath.dirname) not in FAST_COMPILE_DIRS:
-    yield
-    return
-  previous = jax.config.values[FAST_COMPILE]
-  jax.config.update(FAST_COMPILE, True)
-  yield
-  jax.config.update(FAST_COMPILE, previous)
+def _fast_compile_module(request):
+  """`pytestmark = pytest.mark.fast_compile` (the model, layer and interop tests): the whole module, its
+  module-scoped fixtures included, runs with most XLA optimisations skipped. They compile many small programs
+  once each: this cuts their CPU time by ~40% (results stay within the tests' tolerances). Not for the
+  trainer tests, whose bitwise comparisons span subprocesses compiled with default flags."""
+  yield from _fast_compile_if_marked(request)
+
+
+@pytest.fixture(autouse=True)
+def _fast_compile_test(request):
+  """`@pytest.mark.fast_compile` on one test (one that compiles many small programs once each)."""
+  yield from _fast_compile_if_marked(request)

@@ -6,7 +6,7 @@ import os
 import nbformat
 from nbclient import NotebookClient
 
-import audiolm_parts
+from tests.helpers import audiolm_parts
 
 NOTEBOOK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks",
                         "speechjax_colab.ipynb")

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from launch import hubert_loop
+from speechjax.launch import hubert_loop
 from speechjax import config
 from speechjax.cluster import kmeans
 from speechjax.data import labels, records

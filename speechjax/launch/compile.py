@@ -229,8 +229,9 @@ def compile_step(name: str, jitted, args, device: Device, num_devices: int) -> S
                     max(compute_s, memory_s), "compute" if compute_s >= memory_s else "memory")
 
 
-def compile_config(cfg, spec: str, topology: str, steps=("train",)) -> Report:
-  """Compiles the config's steps for `topology` (e.g. "v5e-256") on the config's mesh."""
+def compile_config(cfg, spec: str, topology: str, steps=("train",), budget_bytes: float | None = None) -> Report:
+  """Compiles the config's steps for `topology` (e.g. "v5e-256") on the config's mesh; a step fits when its
+  peak is within `budget_bytes` per device (default: the device's HBM)."""
   import jax
   import numpy as np
   from flax import linen as nn
@@ -241,6 +242,8 @@ def compile_config(cfg, spec: str, topology: str, steps=("train",)) -> Report:
   top = plan_lib.parse_topology(topology)
   devices = tpu_devices(top)
   device = DEVICES[top.generation]
+  if budget_bytes:
+    device = dataclasses.replace(device, hbm_bytes=min(budget_bytes, device.hbm_bytes))
   mesh = mesh_lib.make_mesh(cfg.mesh, devices)
   shards = mesh.shape["data"] * mesh.shape["fsdp"]
   if cfg.data.batch_size % shards:
@@ -263,6 +266,57 @@ def compile_config(cfg, spec: str, topology: str, steps=("train",)) -> Report:
   return Report(spec, topology, len(devices), devices[0].device_kind, dict(mesh.shape),
                 str(cfg.model.get("dtype", "float32")), cfg.data.batch_size, cfg.data.max_sample_size,
                 num_params, reports, subtile_shards(state.params))
+
+
+def _peak(step: StepReport) -> float:
+  return step.memory["peak"] if step.memory else step.overflow["required"]
+
+
+def search_batch(cfg, spec: str, topology: str, budget_bytes: float | None = None,
+                 max_compiles: int = 12) -> tuple[int, list[Report]]:
+  """The largest `data.batch_size` (whole examples per device on the config's mesh) whose train step fits,
+  found by compiling, and the reports of every compile.
+
+  Starting from the config's batch, it doubles until a step does not fit (or halves until one does), then
+  narrows the bracket [fits, does not fit] by the secant of the two compiled peaks (bisecting after a step
+  that did not halve it), until the bracket is one example wide or `max_compiles` is spent."""
+  from speechjax.parallel import mesh as mesh_lib
+  shape = mesh_lib.resolve_shape(cfg.mesh.shape, len(tpu_devices(plan_lib.parse_topology(topology))))
+  shards = shape[0] * shape[1]
+  reports: dict[int, Report] = {}
+
+  def fits(per_device: int) -> bool:
+    if per_device not in reports:
+      trial = cfg.copy_and_resolve_references()
+      trial.data.batch_size = per_device * shards
+      reports[per_device] = compile_config(trial, spec, topology, ("train",), budget_bytes)
+    return reports[per_device].steps[0].fits
+
+  n = max(cfg.data.batch_size // shards, 1)
+  if fits(n):
+    while len(reports) < max_compiles and fits(2 * n):
+      n *= 2
+    low, high = n, 2 * n
+  else:
+    while n > 1 and not fits(n // 2):
+      n //= 2
+    if n == 1:
+      raise CompileError(f"{spec}: one example per device does not fit {topology}")
+    low, high = n // 2, n
+  secant = True
+  while high - low > 1 and len(reports) < max_compiles:
+    width = high - low
+    peak_low, peak_high = (_peak(reports[m].steps[0]) for m in (low, high))
+    budget = reports[low].steps[0].hbm_bytes
+    guess = low + int((budget - peak_low) * width // max(peak_high - peak_low, 1)) if secant else 0
+    if not low < guess < high:
+      guess = (low + high) // 2
+    if fits(guess):
+      low = guess
+    else:
+      high = guess
+    secant = 2 * (high - low) <= width   # a secant step that did not halve the bracket: bisect next
+  return low * shards, [reports[m] for m in sorted(reports)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -324,6 +378,10 @@ def add_arguments(parser):
   parser.add_argument("--topology", required=True, help="v4-64, v5e-256, v5p-128, v6e-16, ...")
   parser.add_argument("--step", default="train", choices=("train", "eval", "both"))
   parser.add_argument("--json", default="", help="also write the report to this JSON file")
+  parser.add_argument("--search", action="store_true",
+                      help="find the largest data.batch_size whose train step fits, by compiling")
+  parser.add_argument("--budget-gib", type=float, default=0.0,
+                      help="per-device memory a step may use (default: the device's HBM)")
 
 
 def run(args) -> int:
@@ -331,7 +389,10 @@ def run(args) -> int:
   steps = ("train", "eval") if args.step == "both" else (args.step,)
   try:
     cfg = config_lib.load(args.config, list(getattr(args, "overrides", None) or []))
-    report = compile_config(cfg, args.config, args.topology, steps)
+    budget = args.budget_gib * GiB or None
+    if args.search:
+      return _report_search(*search_batch(cfg, args.config, args.topology, budget))
+    report = compile_config(cfg, args.config, args.topology, steps, budget)
   except ValueError as e:   # PlanError, CompileError, ConfigError
     print(f"speechjax compile: {e}", file=sys.stderr)
     return 2
@@ -340,3 +401,13 @@ def run(args) -> int:
     with open(args.json, "w", encoding="utf-8") as f:
       f.write(to_json(report))
   return 0 if all(s.fits for s in report.steps) else 1
+
+
+def _report_search(batch: int, reports: list) -> int:
+  for r in reports:
+    s = r.steps[0]
+    print(f"  batch {r.batch:>6} ({r.batch // (r.mesh['data'] * r.mesh['fsdp'])} per device): peak "
+          f"{_gib(_peak(s))} of {_gib(s.hbm_bytes)} GiB → {'fits' if s.fits else 'does not fit'} "
+          f"(compiled in {s.compile_seconds:.0f} s)")
+  print(f"largest data.batch_size that fits: {batch}")
+  return 0

@@ -1,13 +1,14 @@
 """Subprocess worker: the HuBERT loop's dump → k-means → label stage (iteration 1, MFCC) as one process
 of a `jax.distributed` run on 2 simulated CPU devices per process.
 
-    python multihost_worker.py DATA WORKDIR PROCESS_ID NUM_PROCESSES PORT
+    python -m tests.cluster.multihost_worker DATA WORKDIR PROCESS_ID NUM_PROCESSES PORT
 """
 import os
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LOOP_CONFIG = os.path.join(REPO, "configs", "hubert_loop.py") + ":tiny"
+from tests.helpers import harness
+
+LOOP_CONFIG = os.path.join(harness.REPO, "configs", "hubert_loop.py") + ":tiny"
 
 
 def main():
@@ -15,7 +16,7 @@ def main():
   data, workdir, process_id, num_processes, port = sys.argv[1:]
   from speechjax.parallel import mesh
   mesh.maybe_init_distributed(f"127.0.0.1:{port}", int(num_processes), int(process_id))
-  from launch import hubert_loop
+  from speechjax.launch import hubert_loop
   from speechjax import config
   cfg = config.load(LOOP_CONFIG, [f"--config.data={data}"])
   hubert_loop.Loop(cfg, workdir).cluster(1, cfg.iterations[0])

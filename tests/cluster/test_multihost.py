@@ -7,24 +7,18 @@ last bits; the reference therefore dumps the two halves itself, in this process.
 """
 import json
 import os
-import socket
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-import multihost_worker
-from launch import hubert_loop
+from speechjax.launch import hubert_loop
 from speechjax import config
 from speechjax.cluster import features, kmeans
 from speechjax.data import records
 
-
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
+from tests.cluster import multihost_worker
+from tests.helpers import harness
 
 
 def _reference(data, workdir):
@@ -44,10 +38,11 @@ def _reference(data, workdir):
 def runs(synth_records, tmp_path_factory):
   """{"multi": iter1 dir of the 2-process run, "single": of the reference}."""
   root = tmp_path_factory.mktemp("multihost")
-  port = _free_port()
-  procs = [subprocess.Popen([sys.executable, multihost_worker.__file__, synth_records, str(root / "multi"),
-                             str(i), "2", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True) for i in range(2)]
+  port = harness.free_port()
+  procs = [subprocess.Popen(harness.worker_command("tests.cluster.multihost_worker", synth_records,
+                                                   str(root / "multi"), str(i), "2", str(port)),
+                            cwd=harness.REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
   _reference(synth_records, str(root / "single"))
   for p in procs:
     _, err = p.communicate(timeout=300)

@@ -4,8 +4,9 @@ import itertools
 import numpy as np
 import pytest
 
-import toy_data
 from speechjax.data import pipeline, records
+
+from tests.helpers import toy_data
 
 
 def _pipe(path, **kw):

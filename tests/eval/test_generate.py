@@ -36,9 +36,9 @@ def test_tokenize_adds_semantic_then_acoustic_streams(parts, synth_records, tmp_
   assert utt["labels/km"].min() >= 0 and utt["labels/km"].max() < 8
   first_line = labels.read_km(f"{tokens}/train.codec2")[0]
   np.testing.assert_array_equal(first_line, codes[:, 2])
-  with pytest.raises(ValueError, match="model_type='hubert'"):
+  with pytest.raises(ValueError, match="model_type='hubert'"):   # --debug: the error itself
     cli.main(["tokenize", "--model", "soundstream", "--ckpt", parts["hubert"], "--data", synth_records,
-              "--out", str(tmp_path / "bad")])
+              "--out", str(tmp_path / "bad"), "--debug"])
 
 
 def test_generate_continues_a_prompt_wav(parts, synth_records, tmp_path):
@@ -55,4 +55,4 @@ def test_generate_continues_a_prompt_wav(parts, synth_records, tmp_path):
   round_trip = codec.decode(codec.encode(audio[:8000], 4))        # the causal decoder: prefix unchanged
   np.testing.assert_allclose(generated[:8000], np.clip(round_trip, -1, 1), atol=1e-4)   # 16-bit wav
   with pytest.raises(ValueError, match=r"stage semantic needs \d+ tokens for 175 frames .*max_length is 64"):
-    cli.main(args + ["--seconds", "3"])
+    cli.main(args + ["--seconds", "3", "--debug"])

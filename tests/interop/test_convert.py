@@ -1,71 +1,54 @@
 """`speechjax convert`: HF save_pretrained dir → params-only checkpoint → HF dir, exact round trip."""
-import argparse
 import json
-import os
 
 import numpy as np
 import pytest
 
-from speechjax.interop import convert, hf
+from speechjax.interop import convert
 from speechjax.models import hubert, wav2vec2
+
+from tests.interop import hf_parity
+
+pytestmark = pytest.mark.fast_compile
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
 
-def _run(*argv):
-  parser = argparse.ArgumentParser()
-  convert.add_arguments(parser)
-  return convert.run(parser.parse_args(list(argv)))
-
-
-def _save_hf(model_cls, cfg, directory, safe=True):
-  torch.manual_seed(0)
-  model = model_cls(hf.hf_config(cfg))
-  model.save_pretrained(directory, safe_serialization=safe)
-  return {k: v.numpy() for k, v in model.state_dict().items()}
-
-
-def _load_exported(directory):
-  return safetensors_numpy.load_file(os.path.join(directory, "model.safetensors"))
-
-
 def test_wav2vec2_pretraining_round_trip(tmp_path, capsys):
-  original = _save_hf(transformers.Wav2Vec2ForPreTraining, wav2vec2.model_config("tiny"), tmp_path / "hf")
-  assert _run("--from-hf", str(tmp_path / "hf"), "--out", str(tmp_path / "ckpt")) == 0
+  original = hf_parity.save_hf(transformers.Wav2Vec2ForPreTraining, wav2vec2.model_config("tiny"),
+                               tmp_path / "hf")
+  assert hf_parity.run_convert("--from-hf", str(tmp_path / "hf"), "--out", str(tmp_path / "ckpt")) == 0
   assert "with pretraining heads" in capsys.readouterr().out
   meta = json.loads((tmp_path / "ckpt/checkpoints/0/meta/metadata").read_text())
   assert meta["heads"] and meta["config"]["model"]["hidden_size"] == 64
   cfg, params, step = convert.load_params(str(tmp_path / "ckpt"))
   assert step == 0 and "quantizer" in params
-  assert _run("--to-hf", str(tmp_path / "ckpt"), "--out", str(tmp_path / "back")) == 0
+  assert hf_parity.run_convert("--to-hf", str(tmp_path / "ckpt"), "--out", str(tmp_path / "back")) == 0
   assert "Wav2Vec2ForPreTraining" in capsys.readouterr().out
-  exported = _load_exported(tmp_path / "back")
-  assert set(exported) == set(original)
-  for key, value in original.items():
-    np.testing.assert_array_equal(exported[key], value, err_msg=key)
+  hf_parity.assert_same_state_dict(hf_parity.load_exported(tmp_path / "back"), original)
 
 
 def test_hubert_from_torch_bin_with_scanned_layers(tmp_path):
   cfg = hubert.model_config("tiny")
-  original = _save_hf(transformers.HubertModel, cfg, tmp_path / "hf", safe=False)
+  original = hf_parity.save_hf(transformers.HubertModel, cfg, tmp_path / "hf", safe=False)
   weights = tmp_path / "hf" / "pytorch_model.bin"
   assert weights.exists()
-  assert _run("--from-hf", str(weights), "--out", str(tmp_path / "ckpt"), "--scan-layers") == 0
+  assert hf_parity.run_convert("--from-hf", str(weights), "--out", str(tmp_path / "ckpt"), "--scan-layers") == 0
   loaded_cfg, params, _ = convert.load_params(str(tmp_path / "ckpt"))
   assert loaded_cfg.scan_layers and params["encoder"]["layers"]["attention"]["q_proj"]["kernel"].shape[0] == 2
-  assert _run("--to-hf", str(tmp_path / "ckpt"), "--out", str(tmp_path / "back")) == 0
-  exported = _load_exported(tmp_path / "back")
+  assert hf_parity.run_convert("--to-hf", str(tmp_path / "ckpt"), "--out", str(tmp_path / "back")) == 0
+  exported = hf_parity.load_exported(tmp_path / "back")
   for key, value in original.items():
     np.testing.assert_array_equal(exported[key], value, err_msg=key)
 
 
 def test_bad_sources_give_clear_errors(tmp_path, capsys):
-  assert _run("--from-hf", str(tmp_path / "nothing"), "--out", str(tmp_path / "ckpt")) == 1
+  assert hf_parity.run_convert("--from-hf", str(tmp_path / "nothing"), "--out", str(tmp_path / "ckpt")) == 1
   assert "no such file or directory" in capsys.readouterr().err
   (tmp_path / "empty").mkdir()
-  assert _run("--from-hf", str(tmp_path / "empty"), "--out", str(tmp_path / "ckpt")) == 1
+  assert hf_parity.run_convert("--from-hf", str(tmp_path / "empty"), "--out", str(tmp_path / "ckpt")) == 1
   assert "no weights file" in capsys.readouterr().err
-  assert _run("--to-hf", str(tmp_path / "empty"), "--out", str(tmp_path / "out")) == 1
+  assert hf_parity.run_convert("--to-hf", str(tmp_path / "empty"), "--out", str(tmp_path / "out")) == 1
   assert "no checkpoint steps" in capsys.readouterr().err

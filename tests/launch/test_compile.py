@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from launch import compile as compile_lib
-from launch import hlo_stats
+from speechjax.launch import compile as compile_lib
+from speechjax.launch import hlo_stats
 from speechjax import config as config_lib
 
 
@@ -164,8 +164,37 @@ def test_subtile_shards_on_a_v5e_256(shape, expected):
   devices = compile_lib.tpu_devices(compile_lib.plan_lib.parse_topology("v5e-256"))
   mesh = Mesh(np.asarray(devices).reshape(shape), ("data", "fsdp", "tensor"))
   params = {"w": jax.ShapeDtypeStruct((1280, 5120), jnp.float32, sharding=NamedSharding(mesh, P("fsdp"))),
-            "b": jax.ShapeDtypeStruct((5120,), jnp.float32, sharding=NamedSharding(mesh, P()))}
+            "b": jax.ShapeDtypeStruct((5120,), jnp.float32, sharding=NamedSharding(mesh, P())),
+            # named over a size-1 axis: not split, whatever its size
+            "k": jax.ShapeDtypeStruct((12, 12, 64), jnp.float32, sharding=NamedSharding(mesh, P("tensor")))}
   found = compile_lib.subtile_shards(params)
   assert len(found) == expected
   if expected:
     assert "[1280, 5120] → [5, 5120]" in found[0]
+
+
+@pytest.mark.parametrize("start,limit", [(2, 37), (64, 5), (8, 8)])
+def test_search_brackets_the_largest_batch_that_fits(monkeypatch, start, limit):
+  """With a stand-in compiler whose peak grows non-linearly in the examples per device, the search
+  returns exactly the largest fitting batch, in few compiles."""
+  compiled = []
+
+  def fake_compile(cfg, spec, topology, steps, budget_bytes):
+    n = cfg.data.batch_size // 4
+    compiled.append(n)
+    peak = 1e6 + 3e4 * n + 50 * n ** 2
+    fits = n <= limit
+    step = compile_lib.StepReport("train", 1.0, fits, {"peak": peak}, 1e6 + 3e4 * limit + 50 * limit ** 2 + 1,
+                                  0, 0, 0, {}, 0, "compute")
+    return compile_lib.Report(spec, topology, 4, "TPU", {"data": 4, "fsdp": 1, "tensor": 1}, "bfloat16",
+                              cfg.data.batch_size, 32000, 0, [step])
+
+  _libtpu_or_skip()
+  monkeypatch.setattr(compile_lib, "compile_config", fake_compile)
+  cfg = config_lib.load("configs/hubert.py:tiny", [f"--config.data.batch_size={4 * start}",
+                                                    "--config.mesh.shape=(-1,1,1)"])
+  batch, reports = compile_lib.search_batch(cfg, "tiny", "v5e-4", max_compiles=12)
+  assert batch == 4 * limit
+  assert len(compiled) == len(set(compiled)) <= 12 and len(reports) == len(compiled)
+  short, _ = compile_lib.search_batch(cfg, "tiny", "v5e-4", max_compiles=3)   # out of compiles: still fits
+  assert short <= 4 * limit

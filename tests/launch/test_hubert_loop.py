@@ -75,7 +75,7 @@ def test_killed_in_iteration_two_resumes_to_the_same_table(straight, synth_recor
 
 
 def test_rerun_with_another_recipe_is_refused(straight, synth_records):
-  from launch import hubert_loop
+  from speechjax.launch import hubert_loop
   from speechjax import config as config_lib
   cfg = config_lib.load(LOOP_CONFIG, [f"--config.data={synth_records}", "--config.cluster_last_model=False"])
   cfg.iterations[1].steps = 7

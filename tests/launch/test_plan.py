@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from launch import plan
+from speechjax.launch import plan
 from speechjax import cli
 from speechjax import config as config_lib
 from speechjax.models import wav2vec2
@@ -100,14 +100,16 @@ def test_activation_model(tiny):
 def test_plan_step_time_and_mesh_choice(tiny):
   cfg, facts = tiny
   p = plan.make_plan(cfg, f"{W2V2}:tiny", "v4-8", mfu=0.4, facts=facts)
-  assert p.chosen.mesh == (4, 1, 1) and p.chosen.examples_per_chip == 2     # 4 chips, batch 8
+  # v4-8 = 4 chips = 8 devices (one per TensorCore, as the TPU compiler sees it), batch 8
+  assert p.topology.devices == 8 and p.topology.device_hbm == 16 * plan.GiB
+  assert p.chosen.mesh == (8, 1, 1) and p.chosen.examples_per_device == 1
   forward = wav2vec2.forward_flops(cfg.model, cfg.data.max_sample_size)
   assert facts.forward_flops == forward
   assert p.step_time == pytest.approx(3 * forward * 8 / (4 * 275e12 * 0.4))
-  assert {c.mesh for c in p.candidates} >= {(4, 1, 1), (2, 2, 1), (1, 4, 1), (2, 1, 2), (1, 1, 4)}
+  assert {c.mesh for c in p.candidates} >= {(8, 1, 1), (4, 2, 1), (2, 4, 1), (1, 8, 1), (4, 1, 2), (2, 1, 4)}
   assert all(8 % (d * f) == 0 for d, f, _ in (c.mesh for c in p.candidates))
   fsdp = plan.make_plan(cfg, "x", "v4-8", mesh="(1,-1,1)", facts=facts)
-  assert fsdp.chosen.mesh == (1, 4, 1) and fsdp.chosen.memory["params"] < p.chosen.memory["params"]
+  assert fsdp.chosen.mesh == (1, 8, 1) and fsdp.chosen.memory["params"] < p.chosen.memory["params"]
   with pytest.raises(plan.PlanError, match="--mesh"):
     plan.make_plan(cfg, "x", "v4-8", mesh="(3,1,1)", facts=facts)
 
@@ -136,7 +138,7 @@ def test_cli_prints_the_derivation(capsys):
   out = capsys.readouterr().out
   assert code == 0
   for text in ("TPU v5e: 16 GiB HBM, 197 TFLOP/s", "v5e-8 = 8 chips, 1 host", "jax.eval_shape",
-               "(data, fsdp, tensor) = (8, 1, 1)", "2 examples per chip", "AdamW: 2 moments",
+               "(data, fsdp, tensor) = (8, 1, 1)", "2 examples per device", "AdamW: 2 moments",
                "one layer, remat dots", "MFU 0.30", "→ fits", "meshes that split data.batch_size=16"):
     assert text in out, text
   assert cli.main(["plan", "--config", f"{W2V2}:tiny", "--topology", "v9-8"]) == 2

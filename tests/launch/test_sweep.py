@@ -5,7 +5,7 @@ import shlex
 
 import pytest
 
-from launch import sweep
+from speechjax.launch import sweep
 from speechjax import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -66,7 +66,7 @@ def fast_compiles(tmp_path_factory):
 def swept(tone_data, tmp_path_factory, fast_compiles):
   root = tmp_path_factory.mktemp("sweep")
   seeds = root / "seeds.py"
-  seeds.write_text("from launch.sweep import grid\n\n"
+  seeds.write_text("from speechjax.launch.sweep import grid\n\n"
                    "def get_sweep():\n  return grid(**{'data.seed': [0, 1, 2, 3]})\n")
   workdir = str(root / "work")
   argv = ["sweep", "run", "--config", CONFIG, "--sweep", str(seeds), "--workdir", workdir,

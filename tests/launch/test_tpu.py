@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from launch import tpu
+from speechjax.launch import tpu
 from speechjax import cli
 
 POD = ["--pod", "sj-pod", "--zone", "us-central2-b"]

@@ -1,10 +1,28 @@
-"""Helpers shared by the model tests: params without XLA compiles, parameter counts, matmul FLOPs."""
+"""Helpers shared by the model tests: padded audio batches, tiny models, params without XLA compiles,
+parameter counts, matmul FLOPs."""
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
+
+from speechjax.parallel.mesh import DEFAULT_RULES
+
+
+def audio_batch(num_samples: int, real: int, zero_padding: bool = True):
+  """(audio [2, num_samples] float32, audio_mask): 0.3 · N(0, 1) (numpy seed 0); the second utterance is `real`
+  samples long, its padding zeroed unless `zero_padding=False`."""
+  audio = jnp.asarray(0.3 * np.random.default_rng(0).standard_normal((2, num_samples)), jnp.float32)
+  audio_mask = jnp.arange(num_samples)[None, :] < jnp.array([[num_samples], [real]])
+  return (jnp.where(audio_mask, audio, 0.0) if zero_padding else audio), audio_mask
+
+
+def tiny_model(family, **overrides):
+  """(config, model) of `family`'s tiny preset with `overrides` (`family.from_config`, heads included)."""
+  cfg = family.model_config("tiny")
+  cfg.update(overrides)
+  return cfg, family.from_config(cfg)
 
 
 def random_params(model, *inputs, seed: int = 0):
@@ -21,6 +39,17 @@ def random_params(model, *inputs, seed: int = 0):
   return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
+def assert_known_logical_axes(boxed) -> list:
+  """Every leaf of a boxed params tree (`jax.eval_shape(model.init, ...)`) is `nn.LogicallyPartitioned`, one
+  logical axis name per dimension, each known to the mesh rules: the leaves."""
+  names = {name for name, _ in DEFAULT_RULES}
+  leaves = jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+  for leaf in leaves:
+    assert isinstance(leaf, nn.LogicallyPartitioned), leaf
+    assert len(leaf.names) == leaf.value.ndim and set(leaf.names) - {None} <= names, leaf.names
+  return leaves
+
+
 def count_params(family, cfg, heads: bool = True) -> int:
   """Parameters of `family.from_config(cfg, heads)` from `jax.eval_shape` (nothing is allocated)."""
   cfg = cfg.copy_and_resolve_references()
@@ -28,6 +57,15 @@ def count_params(family, cfg, heads: bool = True) -> int:
   model = family.from_config(cfg, heads)
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 400)), jnp.ones((1, 400), bool))
   return sum(math.prod(x.shape) for x in jax.tree.leaves(nn.unbox(shapes)))
+
+
+def param_counts(family, preset: str) -> tuple[int, int]:
+  """Parameters of `family`'s `preset` with its pretraining heads and without (encoder only), printed."""
+  cfg = family.model_config(preset)
+  full, bare = count_params(family, cfg), count_params(family, cfg, heads=False)
+  print(f"{family.__name__.rsplit('.', 1)[-1]} {preset}: {full / 1e6:.2f}M with pretraining heads, "
+        f"{bare / 1e6:.2f}M encoder")
+  return full, bare
 
 
 def matmul_flops(jaxpr) -> float:

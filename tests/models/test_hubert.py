@@ -9,18 +9,17 @@ from flax import linen as nn
 from speechjax.config import ConfigError
 from speechjax.models import hubert
 
-from model_testing import count_params, forward_matmul_flops, random_params
+from tests.models.model_testing import (audio_batch, forward_matmul_flops, param_counts, random_params,
+                                        tiny_model)
+
+pytestmark = pytest.mark.fast_compile
 
 B, T, CLASSES = 2, 8000, (5, 3)
 
 
 def _setup(**overrides):
-  cfg = hubert.model_config("tiny")
-  cfg.update({"num_classes": CLASSES, **overrides})
-  model = hubert.from_config(cfg)
-  audio = jnp.asarray(0.3 * np.random.default_rng(0).standard_normal((B, T)), jnp.float32)
-  audio_mask = jnp.arange(T)[None, :] < jnp.array([[T], [5000]])
-  return cfg, model, audio, audio_mask
+  cfg, model = tiny_model(hubert, num_classes=CLASSES, **overrides)
+  return cfg, model, *audio_batch(T, 5000, zero_padding=False)
 
 
 def test_logits_are_scaled_cosines_against_each_label_set():
@@ -58,9 +57,7 @@ def test_forward_flops_equal_the_matmuls_in_the_graph():
 
 @pytest.mark.parametrize("preset,total", [("base", 94.7e6), ("large", 316e6), ("xlarge", 963e6)])
 def test_parameter_counts(preset, total):
-  cfg = hubert.model_config(preset)
-  full, bare = count_params(hubert, cfg), count_params(hubert, cfg, heads=False)
-  print(f"hubert {preset} (km500 head): {full / 1e6:.2f}M with heads, {bare / 1e6:.2f}M encoder")
+  full, _ = param_counts(hubert, preset)   # km500 head
   assert full == pytest.approx(total, rel=0.005)
 
 

@@ -5,6 +5,8 @@ import pytest
 from speechjax.config import ConfigError
 from speechjax.models import registry
 
+pytestmark = pytest.mark.fast_compile
+
 
 def test_every_family_builds_its_tiny_preset_and_counts_flops():
   for name, family in registry.FAMILIES.items():

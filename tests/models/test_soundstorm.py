@@ -4,9 +4,12 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import linen as nn
 
 from speechjax.models import soundstorm
+
+pytestmark = pytest.mark.fast_compile
 
 Q = 3
 

@@ -9,6 +9,8 @@ from speechjax.config import ConfigError
 from speechjax.models import soundstream
 from speechjax.nn import rvq
 
+pytestmark = pytest.mark.fast_compile
+
 
 def micro_config(**overrides):
   cfg = soundstream.model_config("tiny")

@@ -7,6 +7,8 @@ from flax import linen as nn
 
 from speechjax.models import audiolm, sampling, token_lm
 
+pytestmark = pytest.mark.fast_compile
+
 B, L = 3, 12
 
 

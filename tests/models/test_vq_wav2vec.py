@@ -7,23 +7,23 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import harness
 from speechjax import config
 from speechjax.config import ConfigError
 from speechjax.models import vq_wav2vec
 from speechjax.nn import conv_encoder, quantizers
 from speechjax.tasks import get_task
 
-from model_testing import forward_matmul_flops, random_params
+from tests.helpers import harness
+from tests.models.model_testing import audio_batch, forward_matmul_flops, random_params
+
+pytestmark = pytest.mark.fast_compile
 
 B, T = 2, 4000
 GAMMA = 0.25
 
 
 def _inputs():
-  audio = jnp.asarray(0.3 * np.random.default_rng(0).standard_normal((B, T)), jnp.float32)
-  audio_mask = jnp.arange(T)[None, :] < jnp.array([[T], [3000]])
-  return jnp.where(audio_mask, audio, 0.0), audio_mask
+  return audio_batch(T, 3000)
 
 
 @jax.jit

@@ -13,15 +13,15 @@ from speechjax.config import ConfigError
 from speechjax.models import wav2vec
 from speechjax.nn import conv_encoder
 
-from model_testing import forward_matmul_flops, random_params
+from tests.models.model_testing import audio_batch, forward_matmul_flops, random_params
+
+pytestmark = pytest.mark.fast_compile
 
 B, T = 2, 4000
 
 
 def _inputs():
-  audio = jnp.asarray(0.3 * np.random.default_rng(0).standard_normal((B, T)), jnp.float32)
-  audio_mask = jnp.arange(T)[None, :] < jnp.array([[T], [3000]])
-  return jnp.where(audio_mask, audio, 0.0), audio_mask
+  return audio_batch(T, 3000)
 
 
 @functools.lru_cache(maxsize=None)

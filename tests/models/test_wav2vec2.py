@@ -6,23 +6,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import linen as nn
 
 from speechjax.config import ConfigError
 from speechjax.models import wav2vec2
 from speechjax.nn import conv_encoder
-from speechjax.parallel.mesh import DEFAULT_RULES
 
-from model_testing import count_params, forward_matmul_flops, random_params
+from tests.models.model_testing import (assert_known_logical_axes, audio_batch, forward_matmul_flops, param_counts,
+                                        random_params)
+
+pytestmark = pytest.mark.fast_compile
 
 B, T = 2, 8000
 RNGS = {"dropout": jax.random.PRNGKey(1), "mask": jax.random.PRNGKey(2), "gumbel": jax.random.PRNGKey(3)}
 
 
 def _inputs():
-  audio = jnp.asarray(0.3 * np.random.default_rng(0).standard_normal((B, T)), jnp.float32)
-  audio_mask = jnp.arange(T)[None, :] < jnp.array([[T], [5000]])
-  return jnp.where(audio_mask, audio, 0.0), audio_mask
+  return audio_batch(T, 5000)
 
 
 def _config(**overrides):
@@ -103,11 +102,7 @@ def test_feature_grad_mult_scales_only_conv_encoder_gradients():
 
 def test_every_parameter_has_known_logical_axes():
   boxed = jax.eval_shape(_setup()[1].init, jax.random.PRNGKey(0), *_inputs())
-  names = {name for name, _ in DEFAULT_RULES}
-  leaves = jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
-  for leaf in leaves:
-    assert isinstance(leaf, nn.LogicallyPartitioned), leaf
-    assert len(leaf.names) == leaf.value.ndim and set(leaf.names) - {None} <= names, leaf.names
+  for leaf in assert_known_logical_axes(boxed):
     assert leaf.value.dtype == jnp.float32
 
 
@@ -128,9 +123,7 @@ def test_forward_flops_equal_the_matmuls_in_the_graph():
 
 @pytest.mark.parametrize("preset,total,encoder", [("base", 95.04e6, 94.37e6), ("large", 317.39e6, 315.44e6)])
 def test_parameter_counts(preset, total, encoder):
-  cfg = wav2vec2.model_config(preset)
-  full, bare = count_params(wav2vec2, cfg), count_params(wav2vec2, cfg, heads=False)
-  print(f"wav2vec2 {preset}: {full / 1e6:.2f}M with pretraining heads, {bare / 1e6:.2f}M encoder")
+  full, bare = param_counts(wav2vec2, preset)
   assert full == pytest.approx(total, abs=0.005e6) and bare == pytest.approx(encoder, abs=0.005e6)
 
 

@@ -12,6 +12,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from speechjax.nn import attention, transformer
 
+pytestmark = pytest.mark.fast_compile
+
 H, DH = 2, 16
 
 
@@ -120,3 +122,26 @@ def test_flash_backward_keeps_no_score_matrix_on_tpu(tpu_mesh):
   xla_temp = xla.memory_analysis().temp_size_in_bytes
   flash_temp = flash.memory_analysis().temp_size_in_bytes
   assert xla_temp > 100 * 2**20 and flash_temp < xla_temp / 2, (xla_temp, flash_temp)   # 126 vs 33 MiB
+
+
+def test_model_config_switch_selects_flash():
+  """`model.attention_impl="flash"` reaches every encoder layer: a tiny HuBERT equals its XLA twin;
+  with attention dropout the config is refused naming the field."""
+  from speechjax.config import ConfigError
+  from speechjax.models import hubert
+  cfg = hubert.model_config("tiny")
+  cfg.attention_dropout = 0.0
+  audio = jnp.asarray(np.random.default_rng(5).standard_normal((2, 4000)), jnp.float32)
+  audio_mask = jnp.arange(4000)[None, :] < jnp.array([[4000], [2500]])
+  xla = hubert.from_config(cfg, heads=False)
+  params = xla.init(jax.random.PRNGKey(0), audio, audio_mask)
+  cfg.attention_impl = "flash"
+  flash = hubert.from_config(cfg, heads=False)
+  with pltpu.force_tpu_interpret_mode():
+    out = jax.jit(flash.apply)(params, audio, audio_mask)["last_hidden_state"]
+  ref = jax.jit(xla.apply)(params, audio, audio_mask)["last_hidden_state"]
+  real = np.asarray(xla.apply(params, audio, audio_mask)["frame_mask"])
+  np.testing.assert_allclose(np.asarray(out)[real], np.asarray(ref)[real], atol=1e-4)
+  cfg.attention_dropout = 0.1
+  with pytest.raises(ConfigError, match="config.model.attention_impl='flash': the flash kernel has no"):
+    hubert.from_config(cfg)

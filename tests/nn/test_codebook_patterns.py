@@ -5,6 +5,8 @@ import pytest
 
 from speechjax.nn import codebook_patterns as patterns
 
+pytestmark = pytest.mark.fast_compile
+
 
 @pytest.mark.parametrize("pattern", patterns.PATTERNS)
 @pytest.mark.parametrize("frames,levels", [(1, 1), (7, 4), (5, 8)])

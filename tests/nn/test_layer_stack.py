@@ -11,6 +11,8 @@ from flax import linen as nn
 from speechjax.models import hubert, token_lm
 from speechjax.nn import layer_stack
 
+pytestmark = pytest.mark.fast_compile
+
 B, T = 2, 4000
 
 

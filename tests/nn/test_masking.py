@@ -8,6 +8,8 @@ import pytest
 
 from speechjax.nn import masking
 
+pytestmark = pytest.mark.fast_compile
+
 PROB, LENGTH, MIN_MASKS = 0.65, 10, 2
 ROWS, FRAMES, DRAWS = 32, 100, 40
 

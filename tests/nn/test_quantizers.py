@@ -5,9 +5,12 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import linen as nn
 
 from speechjax.nn import quantizers
+
+pytestmark = pytest.mark.fast_compile
 
 G, V, DIM, C = 2, 8, 12, 6
 

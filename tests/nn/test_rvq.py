@@ -2,9 +2,12 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import linen as nn
 
 from speechjax.nn import rvq
+
+pytestmark = pytest.mark.fast_compile
 
 
 def _apply(module, stats, x, num_active, train=True, seed=0):

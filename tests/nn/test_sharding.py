@@ -4,17 +4,20 @@ Guards against XLA SPMD partitioning bugs: partitioned by XLA, the positional co
 (`feature_group_count`) returns its weight gradient doubled on both meshes (batch sharded over one axis,
 replicated over `tensor`); speechjax/nn/pos_conv.py runs it per device in shard_map instead."""
 import json
-import os
 import subprocess
-import sys
 
-HERE = os.path.dirname(__file__)
+import pytest
+
+from tests.helpers import harness
+
+pytestmark = pytest.mark.fast_compile
+
 SHAPES = ([1, 2, 2], [2, 1, 2])   # (data, fsdp, tensor): batch over fsdp or data, heads/mlp over tensor
 
 
 def test_sharded_gradients_equal_single_device():
-  out = subprocess.run([sys.executable, os.path.join(HERE, "sharding_worker.py"), json.dumps(SHAPES)],
-                       capture_output=True, text=True, timeout=300)
+  out = subprocess.run(harness.worker_command("tests.nn.sharding_worker", json.dumps(SHAPES)),
+                       cwd=harness.REPO, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   for shape, errors in json.loads(out.stdout.strip().splitlines()[-1]).items():
     assert any("pos_conv_embed" in leaf for leaf in errors)

@@ -1,16 +1,18 @@
 """The AudioPaLM-style joint text + audio LM: task tags, two-direction sequences, and the loss falls."""
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-import harness
 from speechjax import config
 from speechjax.models import audiopalm
 from speechjax.train import trainer
-from token_lm_testing import SMALL_MODEL
+
+from tests.helpers import harness
+from tests.tasks.token_lm_testing import SMALL_MODEL
 
 
-
-def test_audiopalm_tags_sequences_and_training(synth_records, tmp_path, fast_compile):
+@pytest.mark.fast_compile
+def test_audiopalm_tags_sequences_and_training(synth_records, tmp_path):
   vocab = audiopalm.JointVocab(("a", "b", "|"), audio=5)
   ids = vocab.encode("[TTS] ab a")
   assert ids == [vocab.tag("[TTS]"), 5, 6, 7, 5] and vocab.decode(ids) == "[TTS] ab a"

@@ -1,9 +1,10 @@
 """Tiny wav2vec 2.0 and HuBERT pretraining on the synthetic corpus: the losses can fall."""
 import math
 
-import harness
 from speechjax import config
 from speechjax.train import trainer
+
+from tests.helpers import harness
 
 COMMON = ["--config.data.batch_size=8", "--config.data.min_sample_size=0", "--config.train.log_every=10",
           "--config.optim.warmup_steps=10", "--config.checkpoint.save_every=1000"]

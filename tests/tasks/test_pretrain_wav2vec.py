@@ -7,11 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import harness
 from speechjax import config
 from speechjax.nn import contrastive
 from speechjax.tasks import pretrain_wav2vec
 from speechjax.train import trainer
+
+from tests.helpers import harness
 
 NEGATIVES = 10
 PRIOR = -(math.log(1 / 11) + 10 * math.log(10 / 11)) / 11   # best constant score: entropy of 1:10 labels

@@ -4,11 +4,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import harness
 from speechjax import config
 from speechjax.config import ConfigError
 from speechjax.tasks import get_task, pretrain_wavlm
 from speechjax.train import trainer
+
+from tests.helpers import harness
 
 B, T = 6, 4000
 LENGTHS = np.array([4000, 3500, 3000, 2000, 1200, 800])

@@ -4,12 +4,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import harness
 from speechjax import config
 from speechjax.models import audiolm
 from speechjax.tasks import get_task
 from speechjax.train import trainer
-from token_lm_testing import SMALL_MODEL
+
+from tests.helpers import harness
+from tests.tasks.token_lm_testing import SMALL_MODEL
 
 
 def test_stage_sequences():
@@ -50,13 +51,15 @@ def _train_synthetic(preset, steps=20):
   return np.mean(losses[:3]), np.mean(losses[-3:])
 
 
+@pytest.mark.fast_compile
 @pytest.mark.parametrize("preset", ["coarse_tiny", "soundstorm_tiny"])   # fine: same path as coarse
-def test_acoustic_stages_learn_synthetic_codes(preset, fast_compile):
+def test_acoustic_stages_learn_synthetic_codes(preset):
   first, last = _train_synthetic(preset)
   assert last < first - 1.0, (first, last)
 
 
-def test_semantic_stage_trains_on_phone_labels(synth_records, tmp_path, fast_compile):
+@pytest.mark.fast_compile
+def test_semantic_stage_trains_on_phone_labels(synth_records, tmp_path):
   cfg = config.load(f"{harness.REPO}/configs/token_lm.py:semantic_tiny", SMALL_MODEL + [
       f"--config.data.path={synth_records}", "--config.data.max_sample_size=16000",
       "--config.data.min_sample_size=0", "--config.train.num_steps=30", "--config.train.log_every=10",

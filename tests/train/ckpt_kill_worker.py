@@ -1,6 +1,6 @@
 """Subprocess worker: completes a checkpoint at step 1, then SIGKILLs itself while step 2 is being written.
 
-    python ckpt_kill_worker.py WORKDIR
+    python -m tests.train.ckpt_kill_worker WORKDIR   (from the repo root)
 """
 import os
 import signal

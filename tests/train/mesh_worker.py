@@ -1,6 +1,6 @@
 """Subprocess worker: trains the tiny config on several meshes of 8 simulated CPU devices.
 
-    python mesh_worker.py DATA WORKDIR '[[8,1,1],[2,4,1]]' [--config.x=y ...]
+    python -m tests.train.mesh_worker DATA WORKDIR '[[8,1,1],[2,4,1]]' [--config.x=y ...]
 Prints one JSON line: {"losses": {"8,1,1": [...]}, "state_bytes": {...}} (per-device argument bytes of
 the compiled train step, from XLA's memory analysis).
 """
@@ -10,7 +10,7 @@ import sys
 
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
 
-import harness  # noqa: E402  (after XLA_FLAGS)
+from tests.helpers import harness  # noqa: E402  (after XLA_FLAGS)
 
 
 def main():

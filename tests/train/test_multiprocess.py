@@ -1,14 +1,14 @@
 """Two local processes with jax.distributed (4 CPU devices each) train like one process on the same data."""
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-import harness
 from speechjax.data import pipeline
+
+from tests.helpers import harness
 
 STEPS = 4
 
@@ -25,15 +25,9 @@ class TwoHosts:
     return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def test_two_processes_equal_one(tone_data, tmp_path):
   overrides = [f"--config.train.num_steps={STEPS}", f"--config.checkpoint.save_every={STEPS}"]
-  port = _free_port()
+  port = harness.free_port()
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
   workdir = str(tmp_path / "multi")
   procs = [subprocess.Popen(

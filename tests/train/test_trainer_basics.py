@@ -3,10 +3,11 @@ import jax
 import numpy as np
 import pytest
 
-import harness
 import speechjax
 from speechjax import config
 from speechjax.parallel import mesh as mesh_lib
+
+from tests.helpers import harness
 
 
 @pytest.mark.parametrize("override, field", [

@@ -1,14 +1,11 @@
 """Sharding is a config change only: 1 device and 8-device meshes give the same losses; FSDP cuts memory."""
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 
-import harness
+from tests.helpers import harness
 
-HERE = os.path.dirname(__file__)
 # A wider MLP than the tiny preset, so that parameters (not the batch) dominate the step's memory.
 # Adam divides by sqrt(v) + eps: with eps=1e-6, coordinates whose gradient is ~1e-7 turn float32
 # reduction-order noise into full-size updates. eps=1e-3 keeps this comparison about sharding.
@@ -23,8 +20,9 @@ def runs(tone_data, tmp_path_factory):
   single_bytes = harness.step_argument_bytes(single)
   single_losses = harness.losses(single)
   shapes = [[8, 1, 1], [2, 2, 2], [1, 8, 1]]   # data, data+fsdp+tensor, fsdp
-  out = subprocess.run([sys.executable, os.path.join(HERE, "mesh_worker.py"), tone_data, str(workdir),
-                        json.dumps(shapes), *OVERRIDES], capture_output=True, text=True, timeout=900)
+  out = subprocess.run(harness.worker_command("tests.train.mesh_worker", tone_data, str(workdir),
+                                              json.dumps(shapes), *OVERRIDES),
+                       cwd=harness.REPO, capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
   result = json.loads(out.stdout.strip().splitlines()[-1])
   return single_losses, single_bytes, result

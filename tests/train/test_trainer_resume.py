@@ -10,8 +10,9 @@ import jax
 import numpy as np
 import pytest
 
-import harness
 from speechjax.train import checkpoint
+
+from tests.helpers import harness
 
 STEPS = 40
 # A constant schedule makes the first (killed) run, started with a huge step budget, follow the same
@@ -72,8 +73,8 @@ def test_resume_after_kill_equals_uninterrupted(tone_data, tmp_path, reference, 
 
 
 def test_checkpoint_killed_mid_write_is_never_restored(tmp_path):
-  out = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "ckpt_kill_worker.py"),
-                        str(tmp_path)], capture_output=True, text=True)
+  out = subprocess.run(harness.worker_command("tests.train.ckpt_kill_worker", str(tmp_path)),
+                       cwd=harness.REPO, capture_output=True, text=True)
   assert out.returncode == -signal.SIGKILL, out.stderr[-3000:]
   ckpt_dir = tmp_path / "checkpoints"
   leftovers = [p.name for p in ckpt_dir.iterdir() if "tmp" in p.name]

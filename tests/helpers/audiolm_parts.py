@@ -3,11 +3,12 @@ shared by tests/eval/test_generate.py and tests/test_notebook.py."""
 import jax
 import numpy as np
 
-import harness
 from speechjax import config
 from speechjax.cluster import kmeans
 from speechjax.tasks import get_task
 from speechjax.train import checkpoint
+
+from tests.helpers import harness
 
 CODEC = ["--config.model.channels=2", "--config.model.embedding_dim=8", "--config.model.num_quantizers=4",
          "--config.model.codebook_size=16"]
@@ -20,7 +21,10 @@ CROP = {"semantic": 16000, "coarse": 16000, "fine": 3200}
 
 
 def _save_initial(config_path: str, overrides: list, workdir: str) -> str:
-  cfg = config.load(f"{harness.REPO}/configs/{config_path}", overrides)
+  # No data: the tasks check label sets against a data set's meta.json only where there is one (not the
+  # checkout's data/synth-tiny, which a CLI run may have written).
+  cfg = config.load(f"{harness.REPO}/configs/{config_path}",
+                    overrides + [f"--config.data.path={workdir}/no-data"])
   task = get_task(cfg)
   state = jax.jit(task.init_state)(jax.random.PRNGKey(0), checkpoint.example_batch(cfg, 1))
   saver = checkpoint.Checkpointer(workdir, cfg.checkpoint, config.to_json(cfg))

@@ -4,10 +4,8 @@ import os
 
 from speechjax import cli
 
-from test_ctc import pretrained  # noqa: F401  (module fixture: a 2-step tiny wav2vec 2.0)
 
-
-def test_analyze_writes_scores_and_plot(synth_records, pretrained, tmp_path):  # noqa: F811
+def test_analyze_writes_scores_and_plot(synth_records, pretrained, tmp_path):
   out = str(tmp_path / "cca")
   assert cli.main(["analyze", "--ckpt", pretrained, "--name", "w2v2", "--random-init", "--data",
                    synth_records, "--split", "train", "--max-frames", "600", "--out", out]) == 0
