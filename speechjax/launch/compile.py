@@ -229,7 +229,8 @@ def compile_step(name: str, jitted, args, device: Device, num_devices: int) -> S
                     max(compute_s, memory_s), "compute" if compute_s >= memory_s else "memory")
 
 
-def compile_config(cfg, spec: str, topology: str, steps=("train",), budget_bytes: float | None = None) -> Report:
+def compile_config(cfg, spec: str, topology: str, steps=("train",),
+                   budget_bytes: float | None = None) -> Report:
   """Compiles the config's steps for `topology` (e.g. "v5e-256") on the config's mesh; a step fits when its
   peak is within `budget_bytes` per device (default: the device's HBM)."""
   import jax

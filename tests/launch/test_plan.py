@@ -86,15 +86,17 @@ def test_activation_model(tiny):
   assert none > dots > full > terms["input"] + terms["conv"]
   d, i, h, f = 64, 128, 4, 99
   masks = 2 * d   # hidden dropout after attention and FFN (1 B each); no activation dropout
-  # per head and frame pair: float32 softmax + its dropped copy (4 B each) + the dropout mask (1 B)
-  assert terms["layer"]["none"] == f * ((9 * d + 2 * i) * 4 + masks) + h * f * f * 9
+  # per head and frame pair: float32 logits and softmax (ATTENTION_PAIR_BYTES = 8), the weights in the compute
+  # dtype (4 B), their dropped copy (4 B) and the dropout mask (1 B)
+  assert plan.ATTENTION_PAIR_BYTES == 8
+  assert terms["layer"]["none"] == f * ((9 * d + 2 * i) * 4 + masks) + h * f * f * 17
   assert terms["layer"]["dots"] == f * (6 * d + i) * 4 and terms["layer"]["full"] == f * d * 4
   split = plan.activation_terms(cfg.model, 32000, tensor=2)
   assert split["layer"]["none"] < terms["layer"]["none"] and split["conv"] == terms["conv"] / 2
   bf16 = cfg.model.copy_and_resolve_references()
   bf16.dtype, bf16.attention_dropout = "bfloat16", 0.0
   half = plan.activation_terms(bf16, 32000)
-  assert half["layer"]["none"] == f * ((9 * d + 2 * i) * 2 + masks) + h * f * f * (4 + 2)
+  assert half["layer"]["none"] == f * ((9 * d + 2 * i) * 2 + masks) + h * f * f * (8 + 2)
 
 
 def test_plan_step_time_and_mesh_choice(tiny):
