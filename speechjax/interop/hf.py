@@ -1,5 +1,6 @@
 """Weights and configs to and from HF transformers (`Wav2Vec2Model`, `Wav2Vec2ForPreTraining`,
-`HubertModel`, `WavLMModel`).
+`HubertModel`, `WavLMModel`, `Wav2Vec2ConformerModel`, `Wav2Vec2ConformerForPreTraining`; the conformer
+layers' names are in `speechjax.interop.hf_conformer`).
 
     params = from_hf(state_dict, cfg)      # numpy/torch state dict → our params (numpy)
     state_dict = to_hf(params, cfg)        # our params → numpy state dict, loadable with load_state_dict
@@ -19,7 +20,6 @@ Only torch-free code here: transformers is imported by `hf_config` / `config_fro
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 import jax
@@ -27,6 +27,8 @@ import ml_collections
 import numpy as np
 
 from speechjax.config import ConfigError
+from speechjax.interop import hf_conformer
+from speechjax.interop import hf_transforms as t
 from speechjax.models import registry, wav2vec2
 from speechjax.nn import layer_stack
 from speechjax.parallel.mesh import strip_boxes
@@ -38,55 +40,22 @@ W2V2_HEADS = ("quantizer", "project_q", "project_hid")
 OPTIONAL = "masked_spec_embed"   # HF creates it only when mask_time_prob or mask_feature_prob > 0
 
 
-# --- transforms between our layout and torch's: (to_hf(ours), from_hf(theirs, our_shape)) ----------
-def _flat():
-  return (lambda a: a.reshape(-1), lambda w, shape: w.reshape(shape))
-
-
-def _linear(num_in: int):
-  """Our kernel [*in_dims, *out_dims] (num_in input dims) ↔ torch weight [out, in]."""
-  return (lambda a: a.reshape(math.prod(a.shape[:num_in]), -1).T, lambda w, shape: w.T.reshape(shape))
-
-
-def _conv():
-  """Flax conv kernel [K, C_in, C_out] ↔ torch [C_out, C_in, K]."""
-  return (lambda a: a.transpose(2, 1, 0), lambda w, shape: w.transpose(2, 1, 0))
-
-
-def _same():
-  return (lambda a: a, lambda w, shape: w.reshape(shape))
-
-
-def _shaped(hf_shape):
-  """A reshape to torch's shape given as a function of our array (weight_g [1,1,K], codevectors)."""
-  return (lambda a: a.reshape(hf_shape(a)), lambda w, shape: w.reshape(shape))
-
-
-def _dense(ours: tuple, theirs: str, num_in: int = 1) -> list:
-  return [(ours + ("kernel",), f"{theirs}.weight", _linear(num_in)),
-          (ours + ("bias",), f"{theirs}.bias", _flat())]
-
-
-def _norm(ours: tuple, theirs: str) -> list:
-  return [(ours + ("scale",), f"{theirs}.weight", _flat()), (ours + ("bias",), f"{theirs}.bias", _flat())]
-
-
 # --- the name map ------------------------------------------------------------------------------------
 def _layer_entries(i: int, gated: bool) -> list:
   ours, theirs = ("encoder", f"layers_{i}"), f"encoder.layers.{i}"
   entries = []
   for proj in ("q_proj", "k_proj", "v_proj"):
-    entries += _dense(ours + ("attention", proj), f"{theirs}.attention.{proj}")
-  entries += _dense(ours + ("attention", "out_proj"), f"{theirs}.attention.out_proj", num_in=2)
+    entries += t.dense(ours + ("attention", proj), f"{theirs}.attention.{proj}")
+  entries += t.dense(ours + ("attention", "out_proj"), f"{theirs}.attention.out_proj", num_in=2)
   if gated:   # WavLM's gate of the relative position bias
     gate = ours + ("attention", "gru_rel_pos")
-    entries += _dense(gate + ("linear",), f"{theirs}.attention.gru_rel_pos_linear")
+    entries += t.dense(gate + ("linear",), f"{theirs}.attention.gru_rel_pos_linear")
     entries.append((gate + ("const",), f"{theirs}.attention.gru_rel_pos_const",
-                    _shaped(lambda a: (1, a.size, 1, 1))))
+                    t.shaped(lambda a: (1, a.size, 1, 1))))
   for dense in ("intermediate_dense", "output_dense"):
-    entries += _dense(ours + ("feed_forward", dense), f"{theirs}.feed_forward.{dense}")
-  entries += _norm(ours + ("layer_norm",), f"{theirs}.layer_norm")
-  entries += _norm(ours + ("final_layer_norm",), f"{theirs}.final_layer_norm")
+    entries += t.dense(ours + ("feed_forward", dense), f"{theirs}.feed_forward.{dense}")
+  entries += t.norm(ours + ("layer_norm",), f"{theirs}.layer_norm")
+  entries += t.norm(ours + ("final_layer_norm",), f"{theirs}.final_layer_norm")
   return entries
 
 
@@ -95,25 +64,28 @@ def _encoder_entries(cfg) -> list:
   entries = []
   for i in range(len(cfg.conv_layers)):
     conv, theirs = ("feature_extractor", f"conv{i}"), f"feature_extractor.conv_layers.{i}"
-    entries.append((conv + ("kernel",), f"{theirs}.conv.weight", _conv()))
+    entries.append((conv + ("kernel",), f"{theirs}.conv.weight", t.conv()))
     if cfg.conv_bias:
-      entries.append((conv + ("bias",), f"{theirs}.conv.bias", _flat()))
+      entries.append((conv + ("bias",), f"{theirs}.conv.bias", t.flat()))
     if cfg.extractor_mode == "layer_norm" or i == 0:
-      entries += _norm(("feature_extractor", f"norm{i}"), f"{theirs}.layer_norm")
+      entries += t.norm(("feature_extractor", f"norm{i}"), f"{theirs}.layer_norm")
   if cfg.feat_proj_layer_norm:
-    entries += _norm(("feature_projection", "layer_norm"), "feature_projection.layer_norm")
-  entries += _dense(("feature_projection", "projection"), "feature_projection.projection")
-  entries.append((("masked_spec_embed",), OPTIONAL, _flat()))
+    entries += t.norm(("feature_projection", "layer_norm"), "feature_projection.layer_norm")
+  entries += t.dense(("feature_projection", "projection"), "feature_projection.projection")
+  entries.append((("masked_spec_embed",), OPTIONAL, t.flat()))
+  entries += t.norm(("encoder", "layer_norm"), "encoder.layer_norm")
+  if _family(cfg) == "wav2vec2_conformer":
+    return entries + [e for i in range(cfg.num_hidden_layers)
+                      for e in hf_conformer.layer_entries(i, cfg.position_embeddings_type, cfg.conv_norm)]
   pos = ("encoder", "pos_conv_embed")
   entries += [(pos + ("weight_g",), "encoder.pos_conv_embed.conv.weight_g",
-               _shaped(lambda a: (1, 1, a.size))),
-              (pos + ("weight_v",), "encoder.pos_conv_embed.conv.weight_v", _conv()),
-              (pos + ("bias",), "encoder.pos_conv_embed.conv.bias", _flat())]
-  entries += _norm(("encoder", "layer_norm"), "encoder.layer_norm")
+               t.shaped(lambda a: (1, 1, a.size))),
+              (pos + ("weight_v",), "encoder.pos_conv_embed.conv.weight_v", t.conv()),
+              (pos + ("bias",), "encoder.pos_conv_embed.conv.bias", t.flat())]
   gated = _family(cfg) == "wavlm"
   if gated:
     entries.append((("encoder", "rel_attn_embed", "embedding"),
-                    "encoder.layers.0.attention.rel_attn_embed.weight", _same()))
+                    "encoder.layers.0.attention.rel_attn_embed.weight", t.same()))
   for i in range(cfg.num_hidden_layers):
     entries += _layer_entries(i, gated)
   return entries
@@ -122,17 +94,17 @@ def _encoder_entries(cfg) -> list:
 def _head_entries() -> list:
   """Wav2Vec2ForPreTraining's top-level heads."""
   return ([(("quantizer", "codevectors"), "quantizer.codevectors",
-            _shaped(lambda a: (1, a.shape[0] * a.shape[1], a.shape[2])))]
-          + _dense(("quantizer", "weight_proj"), "quantizer.weight_proj")
-          + _dense(("project_q",), "project_q") + _dense(("project_hid",), "project_hid"))
+            t.shaped(lambda a: (1, a.shape[0] * a.shape[1], a.shape[2])))]
+          + t.dense(("quantizer", "weight_proj"), "quantizer.weight_proj")
+          + t.dense(("project_q",), "project_q") + t.dense(("project_hid",), "project_hid"))
 
 
 def _entries(cfg, heads: bool) -> list:
   encoder = _encoder_entries(cfg)
   if not heads:
     return encoder
-  prefix = FAMILIES["wav2vec2"].hf.prefix
-  return ([(("wav2vec2",) + path, prefix + key, t) for path, key, t in encoder]
+  family = FAMILIES[_family(cfg)]
+  return ([((family.scope,) + path, family.hf.prefix + key, tr) for path, key, tr in encoder]
           + _head_entries())
 
 
@@ -205,7 +177,7 @@ def _modern_name(key: str) -> str:
 
 
 def _has_heads(keys, family: str) -> bool:
-  return family == "wav2vec2" and any(k.split(".")[0] in W2V2_HEADS for k in keys)
+  return FAMILIES[family].hf.pretraining_heads and any(k.split(".")[0] in W2V2_HEADS for k in keys)
 
 
 def _canonical(state_dict, family: str) -> dict:
@@ -238,7 +210,7 @@ def from_hf(state_dict, cfg) -> dict:
     except ValueError:
       raise ValueError(f"{key}: shape {sd[key].shape} does not fit our {shape}") from None
     used.add(key)
-  unexpected = sorted(set(sd) - used)
+  unexpected = sorted(k for k in set(sd) - used if not hf_conformer.IGNORED.search(k))
   if missing or unexpected:
     raise ValueError(f"state dict does not match the config: missing {missing}, unexpected {unexpected}")
   return layer_stack.loop_to_scan(params) if cfg.scan_layers else params
@@ -252,7 +224,7 @@ def to_hf(params, cfg) -> dict[str, np.ndarray]:
     raise ValueError(f"transformers has no pretraining heads for {FAMILIES[family].hf.model_class} "
                      f"(final_proj, label_embs): export "
                      f"params['{family}'] as the encoder")
-  heads = "wav2vec2" in params
+  heads = FAMILIES[family].scope in params
   params = layer_stack.scan_to_loop(params)
   keep_embed = cfg.mask_prob > 0 or cfg.mask_channel_prob > 0
   out = {}
@@ -276,10 +248,17 @@ RENAMED = {"mask_prob": "mask_time_prob", "mask_length": "mask_time_length",
 W2V2_ONLY = ("num_codevector_groups", "num_codevectors_per_group", "codevector_dim", "proj_codevector_dim",
              "feat_quantizer_dropout")
 WAVLM_ONLY = ("num_buckets", "max_bucket_distance")
+CONFORMER_ONLY = ("hidden_act", "position_embeddings_type", "rotary_embedding_base", "conv_depthwise_kernel_size",
+                  "conformer_conv_dropout")
+
+
+def _our_model_type(hf_model_type: str) -> str:
+  return hf_model_type.replace("-", "_")   # "wav2vec2-conformer" → "wav2vec2_conformer"
 
 
 def hf_config(cfg):
-  """Our model ConfigDict → `transformers.Wav2Vec2Config`, `HubertConfig` or `WavLMConfig`."""
+  """Our model ConfigDict → `transformers.Wav2Vec2Config`, `HubertConfig`, `WavLMConfig` or
+  `Wav2Vec2ConformerConfig`."""
   import transformers   # pylint: disable=import-outside-toplevel
   family = _family(cfg)
   layers = wav2vec2.conv_layers(cfg)
@@ -295,12 +274,19 @@ def hf_config(cfg):
   if family == "wavlm":
     kwargs.pop("mask_feature_min_masks")   # not a WavLMConfig field (HF WavLM uses 0)
     return transformers.WavLMConfig(**kwargs, **{name: cfg[name] for name in WAVLM_ONLY})
+  if family == "wav2vec2_conformer":
+    if cfg.conv_norm != "batch_norm":
+      raise ConfigError(f"config.model.conv_norm={cfg.conv_norm!r}: HF Wav2Vec2Conformer's conv module has "
+                        "BatchNorm ('batch_norm')")
+    kwargs.update({name: cfg[name] for name in CONFORMER_ONLY + W2V2_ONLY})
+    return transformers.Wav2Vec2ConformerConfig(**kwargs)
   return transformers.Wav2Vec2Config(**kwargs, **{name: cfg[name] for name in W2V2_ONLY})
 
 
 def _check_supported(hf) -> None:
+  activations = ("gelu", "swish") if hf.model_type == "wav2vec2-conformer" else ("gelu",)
   unsupported = {
-      "hidden_act": hf.hidden_act != "gelu", "feat_extract_activation": hf.feat_extract_activation != "gelu",
+      "hidden_act": hf.hidden_act not in activations, "feat_extract_activation": hf.feat_extract_activation != "gelu",
       "add_adapter": getattr(hf, "add_adapter", False),
       "adapter_attn_dim": getattr(hf, "adapter_attn_dim", None) is not None,
       "conv_pos_batch_norm": getattr(hf, "conv_pos_batch_norm", False),
@@ -312,11 +298,12 @@ def _check_supported(hf) -> None:
 
 
 def config_from_hf(hf) -> ml_collections.ConfigDict:
-  """A transformers `Wav2Vec2Config` / `HubertConfig` / `WavLMConfig` → our model ConfigDict (the `base`
-  preset of the family for fields HF does not have: feature_grad_mult, scan/remat/dtype, HuBERT's heads)."""
-  if hf.model_type not in FAMILIES:
+  """A transformers `Wav2Vec2Config` / `HubertConfig` / `WavLMConfig` / `Wav2Vec2ConformerConfig` → our
+  model ConfigDict (the `base` preset of the family for fields HF does not have: feature_grad_mult,
+  scan/remat/dtype, HuBERT's heads)."""
+  family = _our_model_type(hf.model_type)
+  if family not in FAMILIES:
     raise ConfigError(f"HF model_type {hf.model_type!r}: expected one of {sorted(FAMILIES)}")
-  family = hf.model_type
   _check_supported(hf)
   cfg = FAMILIES[family].model_config("base")
   cfg.update({name: getattr(hf, name) for name in SAME_NAME})
@@ -330,6 +317,8 @@ def config_from_hf(hf) -> ml_collections.ConfigDict:
     cfg.feat_proj_layer_norm = hf.feat_proj_layer_norm
   elif family == "wavlm":
     cfg.update({name: getattr(hf, name) for name in WAVLM_ONLY})
+  elif family == "wav2vec2_conformer":
+    cfg.update({name: getattr(hf, name) for name in CONFORMER_ONLY + W2V2_ONLY}, conv_norm="batch_norm")
   else:
     cfg.update({name: getattr(hf, name) for name in W2V2_ONLY})
   return cfg

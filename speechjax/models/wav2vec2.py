@@ -174,13 +174,16 @@ class Wav2Vec2Model(nn.Module):
                                               c.mask_channel_prob, c.mask_channel_length,
                                               c.mask_channel_min_masks)
       x = jnp.where(channels[:, None, :], 0, x)
-    last, hidden = TransformerEncoder(encoder_config(c), name="encoder")(x, frame_mask, train,
-                                                                          output_hidden_states)
+    last, hidden = self.encoder_stack()(x, frame_mask, train, output_hidden_states)
     out = {"frame_mask": frame_mask, "mask": mask, "features": features,
            "feature_penalty": _feature_penalty(conv, frame_mask), "last_hidden_state": last}
     if output_hidden_states:
       out["hidden_states"] = hidden
     return out
+
+  def encoder_stack(self) -> nn.Module:
+    """The layer stack over the projected features (a conformer in `speechjax.models.wav2vec2_conformer`)."""
+    return TransformerEncoder(encoder_config(self.config), name="encoder")
 
   def _time_mask(self, frame_mask, mask_time, train):
     """The [B, F] bool time mask: given, sampled (train), or none; restricted to real frames."""
@@ -198,13 +201,15 @@ class Wav2Vec2Model(nn.Module):
 class Wav2Vec2ForPreTraining(nn.Module):
   """Encoder + Gumbel quantizer + project_q + project_hid (see the module docstring)."""
   config: ml_collections.FrozenConfigDict
+  _encoder = ("wav2vec2", Wav2Vec2Model)   # (scope name, class) of the encoder; the conformer swaps it
 
   @nn.compact
   def __call__(self, audio, audio_mask, *, train: bool = False, mask_time=None,
                gumbel_temperature: float = 2.0, output_hidden_states: bool = False):
     c, dtype = self.config, jnp.dtype(self.config.dtype)
-    out = Wav2Vec2Model(c, name="wav2vec2")(audio, audio_mask, train=train, mask_time=mask_time,
-                                            output_hidden_states=output_hidden_states)
+    name, encoder = self._encoder
+    out = encoder(c, name=name)(audio, audio_mask, train=train, mask_time=mask_time,
+                                output_hidden_states=output_hidden_states)
     hidden = out["last_hidden_state"]
     projected_states = nn.Dense(c.proj_codevector_dim, dtype=dtype, name="project_hid",
                                 **linear_inits("embed", None, c.hidden_size))(hidden)
@@ -226,29 +231,37 @@ def from_config(cfg, heads: bool = True) -> nn.Module:
   return Wav2Vec2ForPreTraining(frozen) if heads else Wav2Vec2Model(frozen)
 
 
+def front_flops(cfg, num_samples: int) -> tuple[float, int]:
+  """(matmul FLOPs of the conv stack and the feature projection over `num_samples` samples, frames F)."""
+  layers = conv_layers(cfg)
+  frames = conv_encoder.output_length(num_samples, layers)
+  projection = 2.0 * frames * layers[-1][0] * cfg.hidden_size
+  return conv_encoder.forward_flops(num_samples, layers) + projection, frames
+
+
 def encoder_flops(cfg, num_samples: int) -> tuple[float, int]:
   """(matmul FLOPs of one encoder forward pass over `num_samples` samples, number of frames F):
   conv stack, feature projection, positional conv, attention projections, the two F² attention
   matmuls, FFN. 2 FLOPs per multiply-add."""
-  layers = conv_layers(cfg)
-  frames = conv_encoder.output_length(num_samples, layers)
+  front, frames = front_flops(cfg, num_samples)
   d, f = cfg.hidden_size, float(frames)
-  projection = 2 * f * layers[-1][0] * d
   pos_conv = 2 * f * d * (d // cfg.num_conv_pos_embedding_groups) * cfg.num_conv_pos_embeddings
   per_layer = 2 * f * 4 * d * d + 2 * 2 * f * f * d + 2 * f * 2 * d * cfg.intermediate_size
-  total = (conv_encoder.forward_flops(num_samples, layers) + projection + pos_conv
-           + cfg.num_hidden_layers * per_layer)
-  return total, frames
+  return front + pos_conv + cfg.num_hidden_layers * per_layer, frames
+
+
+def head_flops(cfg, frames: int) -> float:
+  """Matmul FLOPs of the pretraining heads over `frames` frames: project_hid + quantizer logits +
+  codeword lookup (one-hot matmul) + project_q."""
+  p, cv = cfg.proj_codevector_dim, cfg.codevector_dim
+  logits = cfg.num_codevector_groups * cfg.num_codevectors_per_group * conv_layers(cfg)[-1][0]
+  return 2.0 * frames * (cfg.hidden_size * p + logits + cfg.num_codevectors_per_group * cv + cv * p)
 
 
 def forward_flops(cfg, num_samples: int) -> float:
-  """Matmul FLOPs of one `Wav2Vec2ForPreTraining` forward pass: encoder + project_hid + quantizer logits
-  + codeword lookup (one-hot matmul) + project_q."""
+  """Matmul FLOPs of one `Wav2Vec2ForPreTraining` forward pass: encoder + heads."""
   flops, frames = encoder_flops(cfg, num_samples)
-  f, p, cv = float(frames), cfg.proj_codevector_dim, cfg.codevector_dim
-  logits = cfg.num_codevector_groups * cfg.num_codevectors_per_group * conv_layers(cfg)[-1][0]
-  heads = (cfg.hidden_size * p + logits + cfg.num_codevectors_per_group * cv + cv * p)
-  return flops + 2 * f * heads
+  return flops + head_flops(cfg, frames)
 
 
 FAMILY = Family("wav2vec2", model_config, from_config, forward_flops, encoder=Wav2Vec2Model,

@@ -149,18 +149,23 @@ class SelfAttention(nn.Module):
                      self.dtype, name="out_proj")(y)
 
 
+ACTIVATIONS = {"gelu": lambda h: nn.gelu(h, approximate=False), "swish": nn.swish}
+
+
 class FeedForward(nn.Module):
-  """Dense D→F, GELU, activation dropout, Dense F→D, dropout. [B, F, D] → [B, F, D]."""
+  """Dense D→F, activation (exact GELU, or swish for conformers), activation dropout, Dense F→D, dropout.
+  [B, F, D] → [B, F, D]."""
   intermediate_size: int
   activation_dropout: float = 0.0
   dropout: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  activation: str = "gelu"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     h = nn.Dense(self.intermediate_size, dtype=self.dtype, name="intermediate_dense",
                  **dense_inits("embed", "mlp"))(x)
-    h = nn.Dropout(self.activation_dropout, deterministic=not train)(nn.gelu(h, approximate=False))
+    h = nn.Dropout(self.activation_dropout, deterministic=not train)(ACTIVATIONS[self.activation](h))
     y = nn.Dense(x.shape[-1], dtype=self.dtype, name="output_dense", **dense_inits("mlp", "embed"))(h)
     return nn.Dropout(self.dropout, deterministic=not train)(y)
 

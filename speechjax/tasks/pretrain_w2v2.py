@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from speechjax.models import wav2vec2
+from speechjax.models import registry, wav2vec2
 from speechjax.nn import contrastive, conv_encoder, masking
 from speechjax.tasks import base
 
@@ -32,8 +32,8 @@ def time_mask(rng, audio_mask, model_cfg):
 
 class Task(base.Task):
 
-  def build_model(self):
-    return wav2vec2.from_config(self.config.model)
+  def build_model(self):   # wav2vec 2.0, or with conformer layers (model.model_type)
+    return registry.get(self.config.model.model_type).from_config(self.config.model)
 
   def loss(self, params, batch, rng, train, step):
     cfg, task = self.config.model, self.config.task
@@ -64,4 +64,5 @@ class Task(base.Task):
                   "gumbel_temperature": temperature, "masked_frames": valid.sum()}
 
   def forward_flops(self):
-    return wav2vec2.forward_flops(self.config.model, self.config.data.max_sample_size)
+    family = registry.get(self.config.model.model_type)
+    return family.forward_flops(self.config.model, self.config.data.max_sample_size)

@@ -198,3 +198,15 @@ def test_search_brackets_the_largest_batch_that_fits(monkeypatch, start, limit):
   assert len(compiled) == len(set(compiled)) <= 12 and len(reports) == len(compiled)
   short, _ = compile_lib.search_batch(cfg, "tiny", "v5e-4", max_compiles=3)   # out of compiles: still fits
   assert short <= 4 * limit
+
+
+def test_wav2vec2_conformer_train_step_compiles_for_tpu():
+  """The conformer stack (scanned, FSDP over 4 of a v4-8's TensorCores, bf16) through the TPU compiler."""
+  _libtpu_or_skip()
+  cfg = config_lib.load("configs/wav2vec2_conformer.py:tiny", ["--config.mesh.shape=(2,-1,1)",
+                                                                "--config.model.dtype=bfloat16",
+                                                                "--config.model.scan_layers=True",
+                                                                "--config.data.path=/nonexistent"])
+  (step,) = compile_lib.compile_config(cfg, "wav2vec2_conformer tiny", "v4-8").steps
+  assert step.fits and step.memory["temporaries"] > 0 and step.flops > 0
+  assert "all-gather" in step.collectives and "all-reduce" in step.collectives

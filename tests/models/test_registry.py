@@ -17,10 +17,11 @@ def test_every_family_builds_its_tiny_preset_and_counts_flops():
 
 
 def test_encoders_are_the_transformer_families_with_hf_names():
-  assert set(registry.ENCODERS) == {"wav2vec2", "hubert", "wavlm"}
+  assert set(registry.ENCODERS) == {"wav2vec2", "hubert", "wavlm", "wav2vec2_conformer"}
   for name, family in registry.ENCODERS.items():
     assert family.hf.prefix == f"{name}."
   assert registry.ENCODERS["wav2vec2"].hf.pretraining_heads
+  assert registry.ENCODERS["wav2vec2_conformer"].hf.pretraining_heads
   assert not registry.ENCODERS["hubert"].hf.pretraining_heads
 
 
