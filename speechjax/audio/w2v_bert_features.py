@@ -46,11 +46,17 @@ def num_stacked_frames(num_samples):
   return features.num_frames(num_samples) // STRIDE
 
 
-def _jnp_frame_counts(lengths: jax.Array, time: int) -> jax.Array:
+def frame_counts(lengths: jax.Array, time: int) -> jax.Array:
   """`features.num_frames` for (possibly traced) int `lengths [batch]`, clipped to [0, time]."""
   n = jnp.clip(jnp.asarray(lengths).astype(jnp.int32), 0, time)
   return jnp.where(n >= features.FRAME_LENGTH,
                    1 + (n - features.FRAME_LENGTH) // features.FRAME_SHIFT, 0).astype(jnp.int32)
+
+
+def frame_mask(audio_mask: jax.Array) -> jax.Array:
+  """Real stacked frames [batch, num_stacked_frames(time)] bool of a sample mask [batch, time] (traceable)."""
+  counts = frame_counts(audio_mask.sum(-1), audio_mask.shape[1]) // STRIDE
+  return jnp.arange(num_stacked_frames(audio_mask.shape[1]))[None, :] < counts[:, None]
 
 
 def normalize_per_bin(feats: jax.Array, counts: jax.Array) -> jax.Array:
@@ -108,5 +114,5 @@ def w2v_bert_features(audio, lengths=None) -> tuple[jax.Array, jax.Array]:
     if jnp.shape(lengths) != (batch,) or not jnp.issubdtype(jnp.result_type(lengths), jnp.integer):
       raise ValueError(f"lengths must be an int array of shape ({batch},), got "
                        f"{jnp.result_type(lengths)} {jnp.shape(lengths)}")
-    counts = _jnp_frame_counts(lengths, time)
+    counts = frame_counts(lengths, time)
   return _w2v_bert_features(audio.astype(jnp.float32), counts)

@@ -1,6 +1,6 @@
 """Weights and configs to and from HF transformers (`Wav2Vec2Model`, `Wav2Vec2ForPreTraining`,
-`HubertModel`, `WavLMModel`, `Wav2Vec2ConformerModel`, `Wav2Vec2ConformerForPreTraining`; the conformer
-layers' names are in `speechjax.interop.hf_conformer`).
+`HubertModel`, `WavLMModel`, `Wav2Vec2ConformerModel`, `Wav2Vec2ConformerForPreTraining`,
+`Wav2Vec2BertModel`; the conformer layers' names are in `speechjax.interop.hf_conformer`).
 
     params = from_hf(state_dict, cfg)      # numpy/torch state dict → our params (numpy)
     state_dict = to_hf(params, cfg)        # our params → numpy state dict, loadable with load_state_dict
@@ -59,8 +59,17 @@ def _layer_entries(i: int, gated: bool) -> list:
   return entries
 
 
+def _conformer_layers(cfg) -> list:
+  return [e for i in range(cfg.num_hidden_layers)
+          for e in hf_conformer.layer_entries(i, cfg.position_embeddings_type, cfg.conv_norm)]
+
+
 def _encoder_entries(cfg) -> list:
   """(our path, HF key without prefix, transform) for every encoder parameter (unscanned layout)."""
+  if _family(cfg) == "wav2vec2_bert":   # fbank features: no conv front end, no LayerNorm after the stack
+    return (t.norm(("feature_projection", "layer_norm"), "feature_projection.layer_norm")
+            + t.dense(("feature_projection", "projection"), "feature_projection.projection")
+            + [(("masked_spec_embed",), OPTIONAL, t.flat())] + _conformer_layers(cfg))
   entries = []
   for i in range(len(cfg.conv_layers)):
     conv, theirs = ("feature_extractor", f"conv{i}"), f"feature_extractor.conv_layers.{i}"
@@ -75,8 +84,7 @@ def _encoder_entries(cfg) -> list:
   entries.append((("masked_spec_embed",), OPTIONAL, t.flat()))
   entries += t.norm(("encoder", "layer_norm"), "encoder.layer_norm")
   if _family(cfg) == "wav2vec2_conformer":
-    return entries + [e for i in range(cfg.num_hidden_layers)
-                      for e in hf_conformer.layer_entries(i, cfg.position_embeddings_type, cfg.conv_norm)]
+    return entries + _conformer_layers(cfg)
   pos = ("encoder", "pos_conv_embed")
   entries += [(pos + ("weight_g",), "encoder.pos_conv_embed.conv.weight_g",
                t.shaped(lambda a: (1, 1, a.size))),
@@ -124,10 +132,13 @@ def _min_samples(layers) -> int:
 def abstract_params(cfg, heads: bool):
   """ShapeDtypeStructs of the model's params (never allocated)."""
   module = FAMILIES[_family(cfg)].from_config(cfg, heads=heads)
-  samples = _min_samples(wav2vec2.conv_layers(cfg))
-  audio = jax.ShapeDtypeStruct((1, samples), np.float32)
-  mask = jax.ShapeDtypeStruct((1, samples), np.bool_)
-  variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), audio, mask)
+  if "conv_layers" in cfg:
+    shape = (1, _min_samples(wav2vec2.conv_layers(cfg)))
+  else:   # w2v-BERT: two frames of input features
+    shape = (1, 2, cfg.feature_projection_input_dim)
+  inputs = jax.ShapeDtypeStruct(shape, np.float32)
+  mask = jax.ShapeDtypeStruct(shape[:2], np.bool_)
+  variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), inputs, mask)
   return strip_boxes(variables)["params"]
 
 
@@ -256,11 +267,43 @@ def _our_model_type(hf_model_type: str) -> str:
   return hf_model_type.replace("-", "_")   # "wav2vec2-conformer" → "wav2vec2_conformer"
 
 
+BERT_SAME_NAME = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+                  "hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout", "layerdrop",
+                  "layer_norm_eps", "feature_projection_input_dim", "position_embeddings_type",
+                  "left_max_position_embeddings", "right_max_position_embeddings", "rotary_embedding_base",
+                  "conv_depthwise_kernel_size", "conformer_conv_dropout")
+
+
+def _bert_hf_config(cfg):
+  import transformers   # pylint: disable=import-outside-toplevel
+  if cfg.conv_norm != "layer_norm":
+    raise ConfigError(f"config.model.conv_norm={cfg.conv_norm!r}: HF Wav2Vec2Bert's conv module has "
+                      "LayerNorm ('layer_norm')")
+  renamed = {theirs: cfg[ours] for ours, theirs in RENAMED.items()}
+  return transformers.Wav2Vec2BertConfig(**{name: cfg[name] for name in BERT_SAME_NAME}, **renamed,
+                                         add_adapter=False, use_intermediate_ffn_before_adapter=False)
+
+
+def _bert_config_from_hf(hf) -> ml_collections.ConfigDict:
+  bad = [name for name in ("add_adapter", "use_intermediate_ffn_before_adapter") if getattr(hf, name, False)]
+  if bad:
+    raise ConfigError(f"HF config not supported by speechjax: {', '.join(f'{n}=True' for n in bad)} "
+                      "(the adapter of fine-tuned w2v-BERT 2.0 checkpoints)")
+  cfg = FAMILIES["wav2vec2_bert"].model_config("base")
+  cfg.update({name: getattr(hf, name) for name in BERT_SAME_NAME})
+  cfg.update({ours: getattr(hf, theirs) for ours, theirs in RENAMED.items()})
+  if not getattr(hf, "apply_spec_augment", True):
+    cfg.mask_prob, cfg.mask_channel_prob = 0.0, 0.0
+  return cfg
+
+
 def hf_config(cfg):
-  """Our model ConfigDict → `transformers.Wav2Vec2Config`, `HubertConfig`, `WavLMConfig` or
-  `Wav2Vec2ConformerConfig`."""
+  """Our model ConfigDict → `transformers.Wav2Vec2Config`, `HubertConfig`, `WavLMConfig`,
+  `Wav2Vec2ConformerConfig` or `Wav2Vec2BertConfig`."""
   import transformers   # pylint: disable=import-outside-toplevel
   family = _family(cfg)
+  if family == "wav2vec2_bert":
+    return _bert_hf_config(cfg)
   layers = wav2vec2.conv_layers(cfg)
   kwargs = {name: cfg[name] for name in SAME_NAME}
   kwargs.update({theirs: cfg[ours] for ours, theirs in RENAMED.items()})
@@ -304,6 +347,8 @@ def config_from_hf(hf) -> ml_collections.ConfigDict:
   family = _our_model_type(hf.model_type)
   if family not in FAMILIES:
     raise ConfigError(f"HF model_type {hf.model_type!r}: expected one of {sorted(FAMILIES)}")
+  if family == "wav2vec2_bert":
+    return _bert_config_from_hf(hf)
   _check_supported(hf)
   cfg = FAMILIES[family].model_config("base")
   cfg.update({name: getattr(hf, name) for name in SAME_NAME})

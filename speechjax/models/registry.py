@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from speechjax.config import require
-from speechjax.models import hubert, vq_wav2vec, wav2vec, wav2vec2, wav2vec2_conformer, wavlm
+from speechjax.models import hubert, vq_wav2vec, w2v_bert, wav2vec, wav2vec2, wav2vec2_conformer, wavlm
 from speechjax.models.family import Family
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (
@@ -12,6 +12,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
     hubert.FAMILY,
     wavlm.FAMILY,
     wav2vec2_conformer.FAMILY,
+    w2v_bert.FAMILY,
 )}
 # transformer encoders with a CTC / probe body and HF weights
 ENCODERS: dict[str, Family] = {name: f for name, f in FAMILIES.items() if f.encoder is not None}

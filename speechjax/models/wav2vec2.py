@@ -99,10 +99,15 @@ def validate(cfg) -> None:
   """Raises ConfigError naming the field for settings the model cannot build."""
   require(cfg.extractor_mode in ("group_norm", "layer_norm"), "model.extractor_mode", cfg.extractor_mode,
           "expected 'group_norm' or 'layer_norm'")
-  require(cfg.hidden_size % cfg.num_attention_heads == 0, "model.num_attention_heads",
-          cfg.num_attention_heads, f"must divide hidden_size={cfg.hidden_size}")
   require(cfg.hidden_size % cfg.num_conv_pos_embedding_groups == 0, "model.num_conv_pos_embedding_groups",
           cfg.num_conv_pos_embedding_groups, f"must divide hidden_size={cfg.hidden_size}")
+  validate_encoder(cfg)
+
+
+def validate_encoder(cfg) -> None:
+  """The checks shared with encoders without the conv front end (w2v-BERT)."""
+  require(cfg.hidden_size % cfg.num_attention_heads == 0, "model.num_attention_heads",
+          cfg.num_attention_heads, f"must divide hidden_size={cfg.hidden_size}")
   require(cfg.remat_policy == "none" or cfg.remat_policy in REMAT_POLICIES, "model.remat_policy",
           cfg.remat_policy, f"expected 'none' or one of {sorted(REMAT_POLICIES)}")
   require(cfg.dtype in ("float32", "bfloat16", "float16"), "model.dtype", cfg.dtype,
@@ -165,6 +170,13 @@ class Wav2Vec2Model(nn.Module):
     frame_mask = conv_encoder.frame_mask(audio_mask.astype(bool), layers)
     x, features = FeatureProjection(c.hidden_size, c.feat_proj_layer_norm, c.feat_proj_dropout,
                                     c.layer_norm_eps, dtype, name="feature_projection")(conv, train)
+    out = self.mask_and_encode(x, frame_mask, mask_time, train, output_hidden_states)
+    return {**out, "features": features, "feature_penalty": _feature_penalty(conv, frame_mask)}
+
+  def mask_and_encode(self, x, frame_mask, mask_time, train, output_hidden_states) -> dict:
+    """Projected features x [B, F, D] → time mask (`masked_spec_embed`), channel mask (training), the
+    encoder stack: {"frame_mask", "mask", "last_hidden_state"(, "hidden_states")}."""
+    c = self.config
     mask = self._time_mask(frame_mask, mask_time, train)
     embed = self.param("masked_spec_embed", logical(nn.initializers.uniform(1.0), "embed"),
                        (c.hidden_size,))
@@ -175,8 +187,7 @@ class Wav2Vec2Model(nn.Module):
                                               c.mask_channel_min_masks)
       x = jnp.where(channels[:, None, :], 0, x)
     last, hidden = self.encoder_stack()(x, frame_mask, train, output_hidden_states)
-    out = {"frame_mask": frame_mask, "mask": mask, "features": features,
-           "feature_penalty": _feature_penalty(conv, frame_mask), "last_hidden_state": last}
+    out = {"frame_mask": frame_mask, "mask": mask, "last_hidden_state": last}
     if output_hidden_states:
       out["hidden_states"] = hidden
     return out

@@ -100,8 +100,9 @@ def layer_flops(cfg, frames: int) -> float:
   matmuls (plus the position terms), the conv module's pointwise and depthwise convs."""
   d, f = cfg.hidden_size, float(frames)
   attention = 2 * f * 4 * d * d + 2 * 2 * f * f * d
+  distances = cfg.get("left_max_position_embeddings", 0) + cfg.get("right_max_position_embeddings", 0) + 1
   position = {"relative": 2 * f * (2 * f) * d + 2 * (2 * f) * d * d, "rotary": 0.0,
-              "relative_key": 0.0}[cfg.position_embeddings_type]
+              "relative_key": 2 * f * d * distances}[cfg.position_embeddings_type]
   ffn = 2 * (2 * f * 2 * d * cfg.intermediate_size)
   conv = 2 * f * 3 * d * d + 2 * f * d * cfg.conv_depthwise_kernel_size
   return attention + position + ffn + conv

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from speechjax.audio import w2v_bert_features
 from speechjax.config import require
 from speechjax.data import records
 from speechjax.models import hubert
@@ -20,7 +21,9 @@ from speechjax.tasks import base, label_checks, pretrain_w2v2
 
 
 def model_frame_rate(model_cfg) -> float:
-  """Frames per second of the encoder (50 for the wav2vec 2.0 conv stack)."""
+  """Frames per second of the encoder (50 for the wav2vec 2.0 conv stack and for w2v-BERT's stacked fbank)."""
+  if "conv_layers" not in model_cfg:   # w2v-BERT: 10 ms fbank frames stacked by 2
+    return records.SAMPLE_RATE / w2v_bert_features.HOP
   return records.SAMPLE_RATE / conv_encoder.hop(tuple(map(tuple, model_cfg.conv_layers)))
 
 

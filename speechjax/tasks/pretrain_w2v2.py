@@ -30,6 +30,28 @@ def time_mask(rng, audio_mask, model_cfg):
                                           model_cfg.min_masks)
 
 
+def contrastive_terms(rng, out, mask, task_cfg, num_codes: int) -> tuple[jax.Array, dict]:
+  """wav2vec 2.0's contrastive loss + diversity_weight × diversity, from the pretraining model's outputs
+  (`projected_states`, `projected_quantized`, `codes`, `prob_perplexity`, `code_perplexity`) and the time
+  `mask` [B, F]: (loss, metrics). Shared with w2v-BERT (`speechjax.tasks.pretrain_w2v_bert`)."""
+  negatives, valid = contrastive.sample_negatives(rng, mask, task_cfg.num_negatives)
+  codes = out["codes"]
+  same = jnp.all(codes[:, :, None, :] == codes[:, None, :, :], axis=-1)
+  logits = contrastive.contrastive_logits(out["projected_states"], out["projected_quantized"], negatives,
+                                          same, task_cfg.logit_temp)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.zeros(logits.shape[:2], jnp.int32))
+  num_masked = jnp.maximum(valid.sum(), 1)
+  contrastive_loss = jnp.where(valid, ce, 0.0).sum() / num_masked
+  diversity = (num_codes - out["prob_perplexity"]) / num_codes
+  top = jnp.argmax(logits, -1)
+  distinct = ~jnp.all(logits == logits[..., :1], axis=-1)   # fairseq skips rows with all-equal logits
+  correct = (top == 0) & valid & distinct
+  return contrastive_loss + task_cfg.diversity_weight * diversity, {
+      "contrastive": contrastive_loss, "diversity": diversity, "accuracy": correct.sum() / num_masked,
+      "prob_perplexity": out["prob_perplexity"], "code_perplexity": out["code_perplexity"],
+      "masked_frames": valid.sum()}
+
+
 class Task(base.Task):
 
   def build_model(self):   # wav2vec 2.0, or with conformer layers (model.model_type)
@@ -43,25 +65,10 @@ class Task(base.Task):
     out = self.model.apply({"params": params}, batch["audio"], batch["audio_mask"], train=train,
                            mask_time=mask, gumbel_temperature=temperature,
                            rngs={"gumbel": gumbel_rng, "dropout": dropout_rng})
-    negatives, valid = contrastive.sample_negatives(neg_rng, mask, task.num_negatives)
-    codes = out["codes"]
-    same = jnp.all(codes[:, :, None, :] == codes[:, None, :, :], axis=-1)
-    logits = contrastive.contrastive_logits(out["projected_states"], out["projected_quantized"], negatives,
-                                            same, task.logit_temp)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.zeros(logits.shape[:2], jnp.int32))
-    num_masked = jnp.maximum(valid.sum(), 1)
-    contrastive_loss = jnp.where(valid, ce, 0.0).sum() / num_masked
-    num_codes = cfg.num_codevector_groups * cfg.num_codevectors_per_group
-    diversity = (num_codes - out["prob_perplexity"]) / num_codes
-    loss = (contrastive_loss + task.diversity_weight * diversity
-            + task.feature_penalty_weight * out["feature_penalty"])
-    top = jnp.argmax(logits, -1)
-    distinct = ~jnp.all(logits == logits[..., :1], axis=-1)   # fairseq skips rows with all-equal logits
-    correct = (top == 0) & valid & distinct
-    return loss, {"contrastive": contrastive_loss, "diversity": diversity,
-                  "feature_penalty": out["feature_penalty"], "accuracy": correct.sum() / num_masked,
-                  "prob_perplexity": out["prob_perplexity"], "code_perplexity": out["code_perplexity"],
-                  "gumbel_temperature": temperature, "masked_frames": valid.sum()}
+    loss, metrics = contrastive_terms(neg_rng, out, mask, task,
+                                      cfg.num_codevector_groups * cfg.num_codevectors_per_group)
+    loss = loss + task.feature_penalty_weight * out["feature_penalty"]
+    return loss, {**metrics, "feature_penalty": out["feature_penalty"], "gumbel_temperature": temperature}
 
   def forward_flops(self):
     family = registry.get(self.config.model.model_type)

@@ -210,3 +210,14 @@ def test_wav2vec2_conformer_train_step_compiles_for_tpu():
   (step,) = compile_lib.compile_config(cfg, "wav2vec2_conformer tiny", "v4-8").steps
   assert step.fits and step.memory["temporaries"] > 0 and step.flops > 0
   assert "all-gather" in step.collectives and "all-reduce" in step.collectives
+
+
+def test_w2v_bert_train_step_compiles_for_tpu():
+  """w2v-BERT (fbank front end, relative-key conformer, contrastive + MLM heads) for a v5e-4 slice."""
+  _libtpu_or_skip()
+  cfg = config_lib.load("configs/w2v_bert.py:tiny", ["--config.model.dtype=bfloat16",
+                                                      "--config.model.scan_layers=True",
+                                                      "--config.data.path=/nonexistent"])
+  (step,) = compile_lib.compile_config(cfg, "w2v_bert tiny", "v5e-4").steps
+  assert step.fits and step.memory["temporaries"] > 0 and step.flops > 0
+  assert "all-reduce" in step.collectives

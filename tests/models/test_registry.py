@@ -16,8 +16,8 @@ def test_every_family_builds_its_tiny_preset_and_counts_flops():
     assert family.forward_flops(cfg, 16000) > 0
 
 
-def test_encoders_are_the_transformer_families_with_hf_names():
-  assert set(registry.ENCODERS) == {"wav2vec2", "hubert", "wavlm", "wav2vec2_conformer"}
+def test_encoders_are_the_transformer_and_conformer_families_with_hf_names():
+  assert set(registry.ENCODERS) == {"wav2vec2", "hubert", "wavlm", "wav2vec2_conformer", "wav2vec2_bert"}
   for name, family in registry.ENCODERS.items():
     assert family.hf.prefix == f"{name}."
   assert registry.ENCODERS["wav2vec2"].hf.pretraining_heads
