@@ -3,11 +3,13 @@
     speechjax tokenize --model hubert --ckpt HUBERT --layer 6 --kmeans km.npz --data DIR --out SEM
     speechjax tokenize --model soundstream --ckpt CODEC --n_q 4 --data SEM --out TOKENS
     speechjax tokenize --model vq-wav2vec --ckpt VQW2V --data DIR --out VQ
+    speechjax tokenize --model w2v-bert --ckpt W2V_BERT --layer 3 --kmeans km.npz --data DIR --out SEM
 
 Each model adds label streams to every record (`speechjax.cluster.labeling.write_labeled_records`), which
 the input pipeline crops with the audio (`data.labels`):
 
     hubert       `km`                     k-means ids of layer L's hidden states (semantic tokens), 50 Hz
+    w2v-bert     `km`                     the same on a w2v-BERT checkpoint (AudioLM's semantic tokens)
     soundstream  `codec0` … `codec{n−1}`  RVQ codes of levels 0..n−1 (acoustic tokens), the codec's rate
     vq-wav2vec   `km`                     the G codes of a frame as one id Σ_g code_g · V^(G−1−g), 100 Hz
 
@@ -137,18 +139,20 @@ def make_tokenizer(args) -> Tokenizer:
   if args.model == "soundstream":
     return soundstream_tokenizer(*loaded, args.n_q)
   if args.layer is None or args.kmeans is None:
-    raise ValueError("--model hubert needs --layer and --kmeans")
+    raise ValueError(f"--model {args.model} needs --layer and --kmeans")
+  if args.model == "w2v-bert":
+    _require_model(loaded[0], "wav2vec2_bert", "w2v-bert")
   from speechjax.cluster import kmeans
   return hubert_tokenizer(*loaded, args.layer, kmeans.load(args.kmeans)[0].centroids)
 
 
 def add_arguments(parser):
-  parser.add_argument("--model", required=True, choices=("hubert", "soundstream", "vq-wav2vec"))
+  parser.add_argument("--model", required=True, choices=("hubert", "w2v-bert", "soundstream", "vq-wav2vec"))
   parser.add_argument("--ckpt", required=True, help="workdir or checkpoint dir of the model")
   parser.add_argument("--data", required=True, help="a prepared data set")
   parser.add_argument("--out", required=True, help="where the token records go")
-  parser.add_argument("--layer", type=int, help="hubert: 1-based transformer layer")
-  parser.add_argument("--kmeans", help="hubert: centroids from `speechjax kmeans`")
+  parser.add_argument("--layer", type=int, help="hubert, w2v-bert: 1-based encoder layer")
+  parser.add_argument("--kmeans", help="hubert, w2v-bert: centroids from `speechjax kmeans`")
   parser.add_argument("--n_q", type=int, default=0, help="soundstream: RVQ levels (0 = all)")
   parser.add_argument("--batch-size", type=int, default=features.BATCH_SIZE)
 

@@ -259,8 +259,8 @@ RENAMED = {"mask_prob": "mask_time_prob", "mask_length": "mask_time_length",
 W2V2_ONLY = ("num_codevector_groups", "num_codevectors_per_group", "codevector_dim", "proj_codevector_dim",
              "feat_quantizer_dropout")
 WAVLM_ONLY = ("num_buckets", "max_bucket_distance")
-CONFORMER_ONLY = ("hidden_act", "position_embeddings_type", "rotary_embedding_base", "conv_depthwise_kernel_size",
-                  "conformer_conv_dropout")
+CONFORMER_ONLY = ("hidden_act", "position_embeddings_type", "rotary_embedding_base",
+                  "conv_depthwise_kernel_size", "conformer_conv_dropout")
 
 
 def _our_model_type(hf_model_type: str) -> str:
@@ -329,7 +329,8 @@ def hf_config(cfg):
 def _check_supported(hf) -> None:
   activations = ("gelu", "swish") if hf.model_type == "wav2vec2-conformer" else ("gelu",)
   unsupported = {
-      "hidden_act": hf.hidden_act not in activations, "feat_extract_activation": hf.feat_extract_activation != "gelu",
+      "hidden_act": hf.hidden_act not in activations,
+      "feat_extract_activation": hf.feat_extract_activation != "gelu",
       "add_adapter": getattr(hf, "add_adapter", False),
       "adapter_attn_dim": getattr(hf, "adapter_attn_dim", None) is not None,
       "conv_pos_batch_norm": getattr(hf, "conv_pos_batch_norm", False),

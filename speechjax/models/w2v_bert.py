@@ -68,13 +68,15 @@ def model_config(preset: str = "base") -> ml_collections.ConfigDict:
 
 def validate(cfg) -> None:
   wav2vec2.validate_encoder(cfg)
-  require(cfg.conv_norm in conformer.CONV_NORMS, "model.conv_norm", cfg.conv_norm, f"expected one of {conformer.CONV_NORMS}")
-  require(cfg.position_embeddings_type in ("relative_key", "relative", "rotary"), "model.position_embeddings_type",
-          cfg.position_embeddings_type, "expected 'relative_key', 'relative' or 'rotary'")
+  require(cfg.conv_norm in conformer.CONV_NORMS, "model.conv_norm", cfg.conv_norm,
+          f"expected one of {conformer.CONV_NORMS}")
+  require(cfg.position_embeddings_type in ("relative_key", "relative", "rotary"),
+          "model.position_embeddings_type", cfg.position_embeddings_type,
+          "expected 'relative_key', 'relative' or 'rotary'")
   require(0 < cfg.contrastive_layers < cfg.num_hidden_layers, "model.contrastive_layers",
           cfg.contrastive_layers, f"must leave MLM layers: 0 < it < num_hidden_layers={cfg.num_hidden_layers}")
-  require(cfg.feature_projection_input_dim == w2v_bert_features.FEATURE_DIM, "model.feature_projection_input_dim",
-          cfg.feature_projection_input_dim, f"the fbank front end gives {w2v_bert_features.FEATURE_DIM}")
+  require(cfg.feature_projection_input_dim == w2v_bert_features.FEATURE_DIM,
+          "model.feature_projection_input_dim", cfg.feature_projection_input_dim, f"the fbank front end gives {w2v_bert_features.FEATURE_DIM}")
 
 
 class Wav2Vec2BertModel(wav2vec2.Wav2Vec2Model):
@@ -141,7 +143,8 @@ def forward_flops(cfg, num_samples: int) -> float:
   d, f = cfg.hidden_size, float(frames)
   projection = 2 * f * cfg.feature_projection_input_dim * d
   layers = cfg.num_hidden_layers * wav2vec2_conformer.layer_flops(cfg, frames)
-  p, cv, codes = cfg.proj_codevector_dim, cfg.codevector_dim, cfg.num_codevector_groups * cfg.num_codevectors_per_group
+  p, cv = cfg.proj_codevector_dim, cfg.codevector_dim
+  codes = cfg.num_codevector_groups * cfg.num_codevectors_per_group
   heads = 2 * f * (d * p + codes * cfg.feature_projection_input_dim + cfg.num_codevectors_per_group * cv
                    + cv * p + d * codes)
   return projection + layers + heads

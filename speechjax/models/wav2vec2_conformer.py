@@ -31,7 +31,8 @@ from speechjax.nn import conformer
 from speechjax.nn.transformer import ACTIVATIONS
 
 _CONFORMER = dict(model_type="wav2vec2_conformer", position_embeddings_type="relative",
-                  rotary_embedding_base=10000.0, hidden_act="swish", conv_depthwise_kernel_size=31, conformer_conv_dropout=0.1,
+                  rotary_embedding_base=10000.0, hidden_act="swish", conv_depthwise_kernel_size=31,
+                  conformer_conv_dropout=0.1,
                   conv_norm="batch_norm")
 _PRESETS = {
     "tiny": ("tiny", dict(conv_depthwise_kernel_size=15, conv_norm="layer_norm")),
@@ -56,7 +57,8 @@ def validate(cfg) -> None:
           cfg.position_embeddings_type, "expected 'relative' or 'rotary'")
   require(cfg.conv_depthwise_kernel_size % 2 == 1, "model.conv_depthwise_kernel_size",
           cfg.conv_depthwise_kernel_size, "must be odd ('same' padding)")
-  require(cfg.hidden_act in ACTIVATIONS, "model.hidden_act", cfg.hidden_act, f"expected one of {sorted(ACTIVATIONS)}")
+  require(cfg.hidden_act in ACTIVATIONS, "model.hidden_act", cfg.hidden_act,
+          f"expected one of {sorted(ACTIVATIONS)}")
   require(cfg.conv_norm in conformer.CONV_NORMS, "model.conv_norm", cfg.conv_norm,
           f"expected one of {conformer.CONV_NORMS}")
 
@@ -70,11 +72,13 @@ def conformer_config(cfg, position: str | None = None, causal_conv: bool = False
       rotary_base=cfg.get("rotary_embedding_base", 10000.0),
       left_max_distance=cfg.get("left_max_position_embeddings", 64),
       right_max_distance=cfg.get("right_max_position_embeddings", 8),
-      activation=cfg.hidden_act, conv_kernel=cfg.conv_depthwise_kernel_size, conv_norm=cfg.conv_norm, causal_conv=causal_conv,
+      activation=cfg.hidden_act, conv_kernel=cfg.conv_depthwise_kernel_size, conv_norm=cfg.conv_norm,
+      causal_conv=causal_conv,
       final_layer_norm=final_layer_norm, dropout=cfg.hidden_dropout, attention_dropout=cfg.attention_dropout,
       activation_dropout=cfg.activation_dropout, conv_dropout=cfg.conformer_conv_dropout,
       layerdrop=cfg.layerdrop, eps=cfg.layer_norm_eps, scan_layers=cfg.scan_layers,
-      remat_policy=cfg.remat_policy, dtype=jnp.dtype(cfg.dtype), attention_impl=cfg.get("attention_impl", "xla"))
+      remat_policy=cfg.remat_policy, dtype=jnp.dtype(cfg.dtype),
+      attention_impl=cfg.get("attention_impl", "xla"))
 
 
 class Wav2Vec2ConformerModel(wav2vec2.Wav2Vec2Model):

@@ -5,8 +5,8 @@ One block, every sub-module pre-LN with a residual:
 
     x = x + ½·FFN1(LN(x))                    feed-forward (swish, or GELU) (`ffn1`, `ffn1_layer_norm`)
     x = x + MHSA(LN(x), positions)            (`self_attn`, `self_attn_layer_norm`)
-    x = x + Conv(x)                           (`conv_module`: LN → pointwise D→2D → GLU → depthwise k →
-                                               norm → activation → pointwise D→D → dropout)
+    x = x + Conv(x)                           (`conv_module`: LN → pointwise D→2D → GLU → depthwise
+                                               conv → norm → activation → pointwise D→D → dropout)
     x = LN(x + ½·FFN2(LN(x)))                 (`ffn2`, `ffn2_layer_norm`, `final_layer_norm`)
 
 then an optional LayerNorm after the stack (`layer_norm`: Wav2Vec2Conformer yes, w2v-BERT 2.0 no).
@@ -189,8 +189,8 @@ class FrozenBatchNorm(nn.Module):
 
 
 class ConvolutionModule(nn.Module):
-  """LN → zero padded frames → pointwise D→2D → GLU → depthwise conv → norm → activation → pointwise D→D →
-  dropout. `x` [B, F, D], `mask` [B, F] bool → [B, F, D]."""
+  """LN → zero padded frames → pointwise D→2D → GLU → depthwise conv → norm → activation → pointwise
+  D→D → dropout. `x` [B, F, D], `mask` [B, F] bool → [B, F, D]."""
   config: ConformerConfig
 
   @nn.compact
@@ -207,7 +207,8 @@ class ConvolutionModule(nn.Module):
     else:
       h = FrozenBatchNorm(c.eps, c.dtype, name="batch_norm")(h)
     h = nn.Dense(dim, use_bias=False, dtype=c.dtype, name="pointwise_conv2",
-                 kernel_init=logical(nn.initializers.lecun_normal(), "mlp", "embed"))(ACTIVATIONS[c.activation](h))
+                 kernel_init=logical(nn.initializers.lecun_normal(), "mlp", "embed"))(
+                     ACTIVATIONS[c.activation](h))
     return nn.Dropout(c.conv_dropout, deterministic=not train)(h)
 
   def _depthwise(self, h):

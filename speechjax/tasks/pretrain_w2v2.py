@@ -6,6 +6,7 @@ utterance. Plus `diversity_weight` × (G·V − prob_perplexity)/(G·V) and `fea
 features²), both on the per-masked-frame scale (fairseq multiplies them by sample_size and then normalises
 by it). The Gumbel temperature follows max(start · decay^step, end). Feature-encoder gradients are scaled by
 `model.feature_grad_mult` inside the model. Logged loss terms are per masked frame, in nats.
+The model is the family of `model.model_type`: wav2vec 2.0 or wav2vec2-conformer.
 """
 from __future__ import annotations
 

@@ -30,8 +30,8 @@ class Task(base.Task):
   def loss(self, params, batch, rng, train, step):
     cfg, task = self.config.model, self.config.task
     mask_rng, neg_rng, gumbel_rng, dropout_rng = jax.random.split(rng, 4)
-    mask = masking.compute_mask(mask_rng, w2v_bert_features.frame_mask(batch["audio_mask"]), cfg.mask_prob, cfg.mask_length,
-                                cfg.min_masks)
+    frames = w2v_bert_features.frame_mask(batch["audio_mask"])
+    mask = masking.compute_mask(mask_rng, frames, cfg.mask_prob, cfg.mask_length, cfg.min_masks)
     temperature = gumbel_temperature(task, step)
     out = self.model.apply({"params": params}, batch["audio"], batch["audio_mask"], train=train,
                            mask_time=mask, gumbel_temperature=temperature,

@@ -56,3 +56,18 @@ def test_generate_continues_a_prompt_wav(parts, synth_records, tmp_path):
   np.testing.assert_allclose(generated[:8000], np.clip(round_trip, -1, 1), atol=1e-4)   # 16-bit wav
   with pytest.raises(ValueError, match=r"stage semantic needs \d+ tokens for 175 frames .*max_length is 64"):
     cli.main(args + ["--seconds", "3", "--debug"])
+
+
+def test_tokenize_w2v_bert_units(parts, synth_records, tmp_path):
+  """AudioLM's semantic tokens from a w2v-BERT checkpoint: k-means ids of one of its layers, 50 Hz."""
+  ckpt = audiolm_parts.save_initial("w2v_bert.py:tiny", [], str(tmp_path / "w2v_bert"))
+  out = str(tmp_path / "semantic")
+  assert cli.main(["tokenize", "--model", "w2v-bert", "--ckpt", ckpt, "--layer", "3", "--kmeans",
+                   parts["kmeans"], "--data", synth_records, "--out", out]) == 0
+  meta = records.read_meta(out)
+  assert (meta.labels["km"].frame_rate, meta.labels["km"].num_classes) == (50, 8)
+  utt = next(u for u in tokenize.features.utterances(out, "train", labels=("km",)))
+  assert abs(len(utt["labels/km"]) - len(utt["audio"]) / 320) <= 2
+  with pytest.raises(ValueError, match="model_type='hubert'"):
+    cli.main(["tokenize", "--model", "w2v-bert", "--ckpt", parts["hubert"], "--layer", "2", "--kmeans",
+              parts["kmeans"], "--data", synth_records, "--out", str(tmp_path / "bad"), "--debug"])

@@ -20,7 +20,8 @@ MAX_LENGTH = {"semantic": 64, "coarse": 256, "fine": 41}      # fine: chunks of 
 CROP = {"semantic": 16000, "coarse": 16000, "fine": 3200}
 
 
-def _save_initial(config_path: str, overrides: list, workdir: str) -> str:
+def save_initial(config_path: str, overrides: list, workdir: str) -> str:
+  """`workdir` holding a step-0 checkpoint of `configs/<config_path>` (random weights)."""
   # No data: the tasks check label sets against a data set's meta.json only where there is one (not the
   # checkout's data/synth-tiny, which a CLI run may have written).
   cfg = config.load(f"{harness.REPO}/configs/{config_path}",
@@ -35,10 +36,10 @@ def _save_initial(config_path: str, overrides: list, workdir: str) -> str:
 
 def build(root) -> dict:
   """{semantic, coarse, fine, codec, hubert: workdir, kmeans: path} under `root` (a pathlib.Path)."""
-  out = {"codec": _save_initial("soundstream.py:tiny", CODEC, str(root / "codec")),
-         "hubert": _save_initial("hubert.py:tiny", [], str(root / "hubert"))}
+  out = {"codec": save_initial("soundstream.py:tiny", CODEC, str(root / "codec")),
+         "hubert": save_initial("hubert.py:tiny", [], str(root / "hubert"))}
   for stage in VOCAB:
-    out[stage] = _save_initial(f"token_lm.py:{stage}_tiny", LM + [
+    out[stage] = save_initial(f"token_lm.py:{stage}_tiny", LM + [
         f"--config.model.vocab_size={VOCAB[stage]}", f"--config.model.max_length={MAX_LENGTH[stage]}",
         f"--config.data.max_sample_size={CROP[stage]}", "--config.data.min_sample_size=0"],
                                str(root / stage))
