@@ -10,7 +10,7 @@ with meta = {"step": 0, "config": {"model": <model config>}, "heads": bool, "sou
 `checkpoint.restore_params(CKPT_DIR + "/checkpoints", abstract_params)` (e.g. to initialise training).
 --to-hf reads such a checkpoint, or a training workdir (latest step; the `model` section of its config),
 and writes an HF `save_pretrained` directory: Wav2Vec2ForPreTraining when the params have the quantizer,
-else Wav2Vec2Model / HubertModel / WavLMModel. HF has no HuBERT or WavLM pretraining heads: final_proj and
+else Wav2Vec2Model / HubertModel / WavLMModel (and the conformer families: Wav2Vec2Conformer*, Wav2Vec2BertModel). HF has no HuBERT or WavLM pretraining heads: final_proj and
 label_embs are left out, and the command says so.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from speechjax.config import ConfigError
-from speechjax.interop import hf
+from speechjax.interop import hf, hf_conformer
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -102,7 +102,7 @@ def import_hf(source: str, out: str, scan_layers: bool = False) -> str:
   cfg, state_dict = load_hf(source)
   cfg.scan_layers = scan_layers
   params = hf.from_hf(state_dict, cfg)
-  heads = "wav2vec2" in params
+  heads = hf.FAMILIES[cfg.model_type].scope in params
   meta = {"step": 0, "config": {"model": cfg.to_dict()}, "heads": heads, "source": os.path.abspath(source)}
   # The checkpointer's own manager, so that read_meta / restore_params read it back.
   manager = checkpoint.open_manager(
@@ -149,11 +149,14 @@ def export_hf(path: str, out: str) -> str:
     dropped = sorted(k for k in params if k != family)
     note = f"; left out (no HF counterpart): {', '.join(dropped)}"
     params = params[family]
-  heads = "wav2vec2" in params
-  cls = (transformers.Wav2Vec2ForPreTraining if heads
-         else getattr(transformers, hf.FAMILIES[family].hf.model_class))
+  model_class = hf.FAMILIES[family].hf.model_class
+  heads = family in params   # the pretraining tree (scope + heads) of a family HF has heads for
+  cls = getattr(transformers, model_class.replace("Model", "ForPreTraining") if heads else model_class)
   model = cls(hf.hf_config(cfg))
   state_dict = {k: torch.from_numpy(v) for k, v in hf.to_hf(params, cfg).items()}
-  model.load_state_dict(state_dict, strict=True)
+  missing, unexpected = model.load_state_dict(state_dict, strict=False)
+  unused = [k for k in missing if not hf_conformer.IGNORED.search(k)]   # HF keys speechjax never uses
+  if unused or unexpected:
+    raise ValueError(f"export does not fit {cls.__name__}: missing {unused}, unexpected {unexpected}")
   model.save_pretrained(out)
   return f"step {step} → {cls.__name__} in {out} ({len(state_dict)} tensors){note}"

@@ -294,6 +294,7 @@ def _bert_config_from_hf(hf) -> ml_collections.ConfigDict:
   cfg.update({ours: getattr(hf, theirs) for ours, theirs in RENAMED.items()})
   if not getattr(hf, "apply_spec_augment", True):
     cfg.mask_prob, cfg.mask_channel_prob = 0.0, 0.0
+  cfg.contrastive_layers = max(1, cfg.num_hidden_layers // 2)   # pretraining only: HF has no such split
   return cfg
 
 

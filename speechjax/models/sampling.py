@@ -44,3 +44,31 @@ def sample(rngs, logits, temperature: float = 1.0, top_k: int = 0, top_p: float 
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
   filtered = filter_logits(logits, temperature, top_k, top_p)
   return jax.vmap(jax.random.categorical)(rngs, filtered).astype(jnp.int32)
+
+
+def decode_loop(next_logits, cache, prompt, prompt_length, rngs, length: int, temperature: float = 1.0,
+                top_k: int = 0, top_p: float = 0.0, token_range=None):
+  """The autoregressive loop of every decoder, one `lax.fori_loop` under jit (lm1b style).
+
+  `next_logits(i, tokens [B, length], cache) → (logits [B, V] after position i, cache)`. prompt [B, P]
+  int32 (row r's first prompt_length[r] ≥ 1 tokens are forced), rngs [B] keys (row r's draws depend only
+  on rngs[r]) → tokens [B, length]. `token_range` = (low, high), each [B, length] int32, restricts the token
+  at position j of row b to [low[b, j], high[b, j])."""
+  batch = prompt.shape[0]
+  tokens = jnp.zeros([batch, length], jnp.int32).at[:, :prompt.shape[1]].set(prompt[:, :length])
+
+  def body(i, carry):
+    tokens, cache = carry
+    logits, cache = next_logits(i, tokens, cache)
+    if token_range is not None:
+      ids = jnp.arange(logits.shape[-1])[None]
+      low, high = (jax.lax.dynamic_index_in_dim(r, i + 1, axis=1) for r in token_range)
+      logits = jnp.where((ids >= low) & (ids < high), logits, NEG_INF)
+    keys = jax.vmap(lambda key: jax.random.fold_in(key, i))(rngs)
+    sampled = sample(keys, logits, temperature, top_k, top_p)
+    forced = jax.lax.dynamic_index_in_dim(tokens, i + 1, axis=1, keepdims=False)
+    chosen = jnp.where(i + 1 < prompt_length, forced, sampled)
+    return jax.lax.dynamic_update_index_in_dim(tokens, chosen, i + 1, axis=1), cache
+
+  tokens, _ = jax.lax.fori_loop(0, length - 1, body, (tokens, cache))
+  return tokens

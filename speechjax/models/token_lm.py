@@ -133,11 +133,9 @@ def generate(cfg, params, prompt, prompt_length, rngs, length: int, temperature:
   sequence at every step (the reference the cache is measured against). `token_range` = (low, high),
   each [B, length] int32, restricts the token sampled at position j of row b to [low[b, j], high[b, j])
   (e.g. one RVQ level's slice of a shared vocabulary)."""
-  batch = prompt.shape[0]
   require(length <= cfg.max_length, "model.max_length", cfg.max_length, f"must be >= length {length}")
-  tokens = jnp.zeros([batch, length], jnp.int32).at[:, :prompt.shape[1]].set(prompt[:, :length])
   model = from_config(cfg, decode=use_cache)
-  cache = init_cache(model, batch, length) if use_cache else None
+  cache = init_cache(model, prompt.shape[0], length) if use_cache else None
 
   def next_logits(i, tokens, cache):
     if use_cache:
@@ -147,21 +145,8 @@ def generate(cfg, params, prompt, prompt_length, rngs, length: int, temperature:
     logits = model.apply({"params": params}, tokens)
     return jax.lax.dynamic_index_in_dim(logits, i, axis=1, keepdims=False), None
 
-  def body(i, carry):
-    tokens, cache = carry
-    logits, cache = next_logits(i, tokens, cache)
-    if token_range is not None:
-      ids = jnp.arange(logits.shape[-1])[None]
-      low, high = (jax.lax.dynamic_index_in_dim(r, i + 1, axis=1) for r in token_range)
-      logits = jnp.where((ids >= low) & (ids < high), logits, sampling.NEG_INF)
-    keys = jax.vmap(lambda key: jax.random.fold_in(key, i))(rngs)
-    sampled = sampling.sample(keys, logits, temperature, top_k, top_p)
-    forced = jax.lax.dynamic_index_in_dim(tokens, i + 1, axis=1, keepdims=False)
-    chosen = jnp.where(i + 1 < prompt_length, forced, sampled)
-    return jax.lax.dynamic_update_index_in_dim(tokens, chosen, i + 1, axis=1), cache
-
-  tokens, _ = jax.lax.fori_loop(0, length - 1, body, (tokens, cache))
-  return tokens
+  return sampling.decode_loop(next_logits, cache, prompt, prompt_length, rngs, length, temperature, top_k,
+                              top_p, token_range)
 
 
 def extend_vocab(params, num_new: int, rng, stddev: float = 0.02):

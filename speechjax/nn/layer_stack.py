@@ -41,15 +41,16 @@ def remat_layer(layer_cls, policy: str, static_argnums: tuple[int, ...]):
   return nn.remat(layer_cls, policy=REMAT_POLICIES[policy], static_argnums=static_argnums)
 
 
-def run_layers(layer_cls, config, x, *args, train_argnum: int, collect: bool = False):
+def run_layers(layer_cls, config, x, *args, train_argnum: int | None, collect: bool = False):
   """`config.num_layers` blocks `layer_cls(config)` applied in turn: x [B, L, D] → (x, per-layer outputs).
 
   Call it inside a compact method: the blocks become that module's submodules, `layers_<i>` (loop layout)
   or one `layers` under `nn.scan` when `config.scan_layers` (params and the `cache` collection stacked on a
   leading axis), rematerialised with `config.remat_policy`. `args` go to every block unchanged;
-  `train_argnum` is the position of the block's boolean `train` argument (self = 0), static under remat.
+  `train_argnum` is the position of the block's boolean `train` argument (self = 0), static under remat
+  (None: the block has none).
   Per-layer outputs: a list (loop), stacked [L, B, L, D] with `collect` (scan), else None (scan)."""
-  cls = remat_layer(layer_cls, config.remat_policy, static_argnums=(train_argnum,))
+  cls = remat_layer(layer_cls, config.remat_policy, static_argnums=() if train_argnum is None else (train_argnum,))
   if not config.scan_layers:
     outputs = []
     for i in range(config.num_layers):

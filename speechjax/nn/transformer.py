@@ -96,21 +96,24 @@ class FeatureProjection(nn.Module):
 class HeadDense(nn.Module):
   """A projection to or from attention heads: `einsum(equation, x, kernel) + bias`.
 
-  `kernel_shape` e.g. [D, H, D/H] with logical `axes` (`embed`, `heads`, `kv`); the bias has the output
-  dims. (flax's DenseGeneral initialises a flattened 2-D kernel, which breaks 3-D logical annotations.)"""
+  `kernel_shape` e.g. [D, H, D/H] with logical `axes` (`embed`, `heads`, `kv`); the bias (`use_bias`) has the
+  output dims. (flax's DenseGeneral initialises a flattened 2-D kernel, which breaks 3-D logical annotations.)"""
   kernel_shape: tuple[int, ...]
   axes: tuple[str, ...]
   equation: str
   dtype: jnp.dtype = jnp.float32
+  use_bias: bool = True
 
   @nn.compact
   def __call__(self, x):
     out_dims = len(self.equation.split("->")[1]) - 2   # output dims beyond [batch, time]
     kernel = self.param("kernel", logical(nn.initializers.normal(0.02), *self.axes), self.kernel_shape)
+    y = jnp.einsum(self.equation, x.astype(self.dtype), kernel.astype(self.dtype))
+    if not self.use_bias:
+      return y
     bias = self.param("bias", logical(nn.initializers.zeros, *self.axes[-out_dims:]),
                       self.kernel_shape[-out_dims:])
-    return jnp.einsum(self.equation, x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(
-        self.dtype)
+    return y + bias.astype(self.dtype)
 
 
 class SelfAttention(nn.Module):

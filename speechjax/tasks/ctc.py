@@ -30,6 +30,8 @@ def resolve(config) -> None:
   """Fills what a run derives from its inputs (in place): the encoder architecture of `init_from` and
   the target vocabulary. A saved config has both, so reloading it scans nothing."""
   pretrained.resolve_architecture(config)
+  if "conv_layers" not in config.model:   # w2v-BERT (fbank front end): no conv feature encoder to freeze
+    config.optim.frozen = tuple(p for p in config.optim.frozen if "feature_extractor" not in p)
   vocab.resolve(config.data)
 
 
