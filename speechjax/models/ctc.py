@@ -1,6 +1,6 @@
 """An SSL encoder with a linear CTC head (HF `Wav2Vec2ForCTC` / `HubertForCTC` / `WavLMForCTC` layout).
 
-    model = from_config(cfg, vocab_size)          # cfg.model_type: wav2vec2 | hubert | wavlm
+    model = from_config(cfg, vocab_size)          # cfg.model_type: any of registry.ENCODERS
     out = model.apply({"params": params}, audio, audio_mask, train=True, rngs={"dropout": k1, "mask": k2})
     out["logits"]  [B, F, V] float32, V = vocab_size (id 0 = blank)
 
@@ -16,7 +16,7 @@ import ml_collections
 from flax import linen as nn
 
 from speechjax.config import require
-from speechjax.models import registry, wav2vec2
+from speechjax.models import registry
 from speechjax.nn.transformer import linear_inits
 
 class EncoderForCTC(nn.Module):
@@ -37,12 +37,12 @@ class EncoderForCTC(nn.Module):
 
 
 def from_config(cfg, vocab_size: int) -> EncoderForCTC:
-  registry.get(cfg.get("model_type"), registry.ENCODERS)
+  family = registry.get(cfg.get("model_type"), registry.ENCODERS)
   require(vocab_size >= 2, "data.target_vocab", vocab_size - 1, "needs at least one symbol")
-  wav2vec2.validate(cfg)
+  family.validate(cfg)
   return EncoderForCTC(ml_collections.FrozenConfigDict(cfg), vocab_size)
 
 
 def forward_flops(cfg, num_samples: int, vocab_size: int) -> float:
-  flops, frames = wav2vec2.encoder_flops(cfg, num_samples)
+  flops, frames = registry.get(cfg.model_type, registry.ENCODERS).encoder_flops(cfg, num_samples)
   return flops + 2.0 * frames * cfg.hidden_size * vocab_size

@@ -2,7 +2,7 @@
 
 Each encoder family's model file ends with its `FAMILY = Family(...)`; `speechjax.models.registry` lists the
 families, and everything that picks code by `config.model.model_type` reads the record: the CTC and probe
-bodies (`encoder`), warm starts (`scope`), HF import/export (`hf`), pretraining tasks (`from_config`,
+bodies (`encoder`, `validate`, `encoder_flops`), warm starts (`scope`), HF import/export (`hf`), pretraining tasks (`from_config`,
 `forward_flops`). Adding a family touches its own files plus one line of the registry.
 """
 from __future__ import annotations
@@ -25,8 +25,10 @@ class Family:
   model_config: Callable                      # preset name → model ConfigDict
   from_config: Callable                       # model ConfigDict → the pretraining model (heads included)
   forward_flops: Callable                     # (model ConfigDict, samples) → FLOPs of one forward pass
-  encoder: type | None = None                 # the headless transformer encoder (CTC / probe bodies)
+  encoder: type | None = None                 # the headless encoder (CTC / probe bodies)
   hf: HFNames | None = None                   # transformers names, when HF has the family
+  validate: Callable | None = None            # model ConfigDict → None or ConfigError (encoders)
+  encoder_flops: Callable | None = None       # (model ConfigDict, samples) → (encoder FLOPs, frames)
 
   @property
   def scope(self) -> str:

@@ -109,4 +109,5 @@ def forward_flops(cfg, num_samples: int) -> float:
 
 
 FAMILY = Family("hubert", model_config, from_config, forward_flops, encoder=HubertModel,
-                hf=HFNames("HubertModel", "hubert.", pretraining_heads=False))
+                hf=HFNames("HubertModel", "hubert.", pretraining_heads=False), validate=wav2vec2.validate,
+                encoder_flops=wav2vec2.encoder_flops)

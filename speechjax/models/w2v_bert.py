@@ -136,19 +136,24 @@ def from_config(cfg, heads: bool = True) -> nn.Module:
   return W2vBertForPreTraining(frozen) if heads else Wav2Vec2BertModel(frozen)
 
 
-def forward_flops(cfg, num_samples: int) -> float:
-  """Matmul FLOPs of one `W2vBertForPreTraining` forward pass over `num_samples` samples: projection,
-  conformer layers, heads (fbank front end excluded)."""
+def encoder_flops(cfg, num_samples: int) -> tuple[float, int]:
+  """(matmul FLOPs of the encoder over `num_samples` samples: projection and conformer layers, fbank
+  front end excluded; frames F)."""
   frames = int(w2v_bert_features.num_stacked_frames(num_samples))
-  d, f = cfg.hidden_size, float(frames)
-  projection = 2 * f * cfg.feature_projection_input_dim * d
-  layers = cfg.num_hidden_layers * wav2vec2_conformer.layer_flops(cfg, frames)
-  p, cv = cfg.proj_codevector_dim, cfg.codevector_dim
+  projection = 2.0 * frames * cfg.feature_projection_input_dim * cfg.hidden_size
+  return projection + cfg.num_hidden_layers * wav2vec2_conformer.layer_flops(cfg, frames), frames
+
+
+def forward_flops(cfg, num_samples: int) -> float:
+  """Matmul FLOPs of one `W2vBertForPreTraining` forward pass: encoder + quantizer, projections, MLM head."""
+  flops, frames = encoder_flops(cfg, num_samples)
+  d, p, cv = cfg.hidden_size, cfg.proj_codevector_dim, cfg.codevector_dim
   codes = cfg.num_codevector_groups * cfg.num_codevectors_per_group
-  heads = 2 * f * (d * p + codes * cfg.feature_projection_input_dim + cfg.num_codevectors_per_group * cv
-                   + cv * p + d * codes)
-  return projection + layers + heads
+  heads = (d * p + codes * cfg.feature_projection_input_dim + cfg.num_codevectors_per_group * cv + cv * p
+           + d * codes)
+  return flops + 2.0 * frames * heads
 
 
 FAMILY = Family("wav2vec2_bert", model_config, from_config, forward_flops, encoder=Wav2Vec2BertModel,
-                hf=HFNames("Wav2Vec2BertModel", "wav2vec2_bert.", pretraining_heads=False))
+                hf=HFNames("Wav2Vec2BertModel", "wav2vec2_bert.", pretraining_heads=False), validate=validate,
+                encoder_flops=encoder_flops)

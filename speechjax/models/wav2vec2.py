@@ -276,4 +276,5 @@ def forward_flops(cfg, num_samples: int) -> float:
 
 
 FAMILY = Family("wav2vec2", model_config, from_config, forward_flops, encoder=Wav2Vec2Model,
-                hf=HFNames("Wav2Vec2Model", "wav2vec2.", pretraining_heads=True))
+                hf=HFNames("Wav2Vec2Model", "wav2vec2.", pretraining_heads=True), validate=validate,
+                encoder_flops=encoder_flops)

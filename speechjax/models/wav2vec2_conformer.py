@@ -112,12 +112,19 @@ def layer_flops(cfg, frames: int) -> float:
   return attention + position + ffn + conv
 
 
-def forward_flops(cfg, num_samples: int) -> float:
-  """Matmul FLOPs of one `Wav2Vec2ConformerForPreTraining` forward pass: wav2vec 2.0's front end and
-  heads, conformer layers, no positional conv."""
+def encoder_flops(cfg, num_samples: int) -> tuple[float, int]:
+  """(matmul FLOPs of the encoder over `num_samples` samples: wav2vec 2.0's front end, conformer layers,
+  no positional conv; frames F)."""
   front, frames = wav2vec2.front_flops(cfg, num_samples)
-  return front + cfg.num_hidden_layers * layer_flops(cfg, frames) + wav2vec2.head_flops(cfg, frames)
+  return front + cfg.num_hidden_layers * layer_flops(cfg, frames), frames
+
+
+def forward_flops(cfg, num_samples: int) -> float:
+  """Matmul FLOPs of one `Wav2Vec2ConformerForPreTraining` forward pass: encoder + wav2vec 2.0's heads."""
+  flops, frames = encoder_flops(cfg, num_samples)
+  return flops + wav2vec2.head_flops(cfg, frames)
 
 
 FAMILY = Family("wav2vec2_conformer", model_config, from_config, forward_flops, encoder=Wav2Vec2ConformerModel,
-                hf=HFNames("Wav2Vec2ConformerModel", "wav2vec2_conformer.", pretraining_heads=True))
+                hf=HFNames("Wav2Vec2ConformerModel", "wav2vec2_conformer.", pretraining_heads=True),
+                validate=validate, encoder_flops=encoder_flops)

@@ -76,4 +76,5 @@ def forward_flops(cfg, num_samples: int) -> float:
 
 
 FAMILY = Family("wavlm", model_config, from_config, forward_flops, encoder=WavLMModel,
-                hf=HFNames("WavLMModel", "wavlm.", pretraining_heads=False))
+                hf=HFNames("WavLMModel", "wavlm.", pretraining_heads=False), validate=validate,
+                encoder_flops=wav2vec2.encoder_flops)

@@ -23,7 +23,7 @@ from flax import linen as nn
 
 from speechjax import config as config_lib
 from speechjax.data import vocab
-from speechjax.models import registry, wav2vec2
+from speechjax.models import registry
 from speechjax.tasks import base, label_checks, pretrained, pretrain_hubert
 
 
@@ -85,7 +85,7 @@ class Task(base.Task):
     return records.read_meta(self.config.data.path).labels[self.config.task.label].num_classes
 
   def build_model(self):
-    wav2vec2.validate(self.config.model)
+    registry.get(self.config.model.model_type, registry.ENCODERS).validate(self.config.model)
     return ProbedEncoder(ml_collections.FrozenConfigDict(self.config.model), self.num_classes(),
                          self.config.task.hidden_dim, self.config.task.level == "utterance")
 
@@ -111,5 +111,6 @@ class Task(base.Task):
     return pretrained.warm_start(self.config, params)
 
   def forward_flops(self):
-    flops, frames = wav2vec2.encoder_flops(self.config.model, self.config.data.max_sample_size)
+    family = registry.get(self.config.model.model_type, registry.ENCODERS)
+    flops, frames = family.encoder_flops(self.config.model, self.config.data.max_sample_size)
     return flops + 2.0 * frames * self.config.model.hidden_size * max(self.config.task.hidden_dim, 1)
