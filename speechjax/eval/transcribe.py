@@ -1,4 +1,5 @@
-"""`speechjax eval`: transcribe a split with a CTC checkpoint, score it, write hypotheses and scores.
+"""`speechjax eval`: transcribe a split with a CTC (or Speech-LLaMA: greedy) checkpoint, score it, write
+hypotheses and scores.
 
     speechjax eval --ckpt WORKDIR [--split test] [--beam 8 [--lm-order 3 --lm-weight 0.5]] [--out DIR]
 
@@ -59,18 +60,24 @@ def transcribe(ckpt: str, split: str | None = None, beam: int = 0, lm_order: int
   symbols = list(data_cfg.target_vocab)
   data = pipeline_lib.from_config(data_cfg, train=False)
   forward = jax.jit(lambda p, a, m: model.apply({"params": p}, a, m))
+  llm = config.model.get("model_type") == "speech_llm"
+  if llm:   # a decoder LLM writes the transcript: greedy only
+    from speechjax.tasks import speech_llm   # pylint: disable=import-outside-toplevel
+    forward_llm, beam = speech_llm.greedy_transcriber(config, params), 0
   lm = fit_lm(config, lm_order) if beam and lm_order else None
   decoders = {"greedy": None, "beam": beam} if beam else {"greedy": None}
   rows = {name: [] for name in decoders}
   for batch in data:
-    result = jax.device_get(forward(params, batch["audio"], batch["audio_mask"]))
-    lengths = result["frame_mask"].sum(-1)
     keep = batch["targets_mask"].any(-1)
-    hyps = {"greedy": ctc_decode.greedy_decode(result["logits"], lengths)}
+    if llm:
+      hyps = {"greedy": forward_llm(batch["audio"], batch["audio_mask"])}
+    else:
+      result = jax.device_get(forward(params, batch["audio"], batch["audio_mask"]))
+      hyps = {"greedy": ctc_decode.greedy_decode(result["logits"], result["frame_mask"].sum(-1))}
     if beam:
       log_probs = jax.nn.log_softmax(result["logits"], -1)
-      hyps["beam"] = ctc_decode.beam_search_batch(np.asarray(log_probs), lengths, beam_size=beam, lm=lm,
-                                                  lm_weight=lm_weight)
+      hyps["beam"] = ctc_decode.beam_search_batch(np.asarray(log_probs), result["frame_mask"].sum(-1),
+                                                  beam_size=beam, lm=lm, lm_weight=lm_weight)
     for i in np.flatnonzero(keep):
       ref = vocab.decode(batch["targets"][i][batch["targets_mask"][i]], symbols)
       for name in decoders:

@@ -2,8 +2,10 @@
 
     model = from_config(cfg)                                   # decode=True keeps a KV cache
     logits = model.apply({"params": p}, tokens)                # tokens [B, L] int32 → [B, L, V] float32
-    logits = model.apply({"params": p}, None, embeds=x)        # input embeddings [B, L, D] (Speech-LLaMA)
-    logits = model.apply({"params": p}, tokens, mask=m)        # key padding mask [B, L] (right padding)
+    logits = model.apply({"params": p}, tokens, prefix=x)      # embeddings [B, A, D] before the tokens
+                                                               # (Speech-LLaMA) → logits [B, A + L, V]
+    logits = model.apply({"params": p}, tokens, mask=m)        # key padding mask [B, A + L] (decoding:
+                                                               # [B, cache length])
 
 embed_tokens [V, D] → decoder layers (`speechjax.nn.llama`; scanned when `scan_layers`) → `norm` (RMSNorm)
 → `lm_head` [D, V] (no bias), or the embedding transposed when `tie_word_embeddings`. Positions 0..L−1
@@ -95,11 +97,12 @@ class LlamaForCausalLM(nn.Module):
   decode: bool = False
 
   @nn.compact
-  def __call__(self, tokens, *, embeds=None, mask=None):
+  def __call__(self, tokens, *, prefix=None, mask=None):
     c, dtype = self.config, jnp.dtype(self.config.dtype)
     embed = nn.Embed(c.vocab_size, c.hidden_size, dtype=dtype, name="embed_tokens",
                      embedding_init=logical(nn.initializers.normal(0.02), "vocab", "embed"))
-    x = embed(tokens) if embeds is None else embeds.astype(dtype)
+    parts = ([] if prefix is None else [prefix.astype(dtype)]) + ([] if tokens is None else [embed(tokens)])
+    x = jnp.concatenate(parts, axis=1)
     positions = self._positions(x.shape[1])
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
     x, _ = run_layers(llama.LlamaDecoderLayer, stack_config(c, self.decode), x, positions, mask,

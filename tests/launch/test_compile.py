@@ -221,3 +221,15 @@ def test_w2v_bert_train_step_compiles_for_tpu():
   (step,) = compile_lib.compile_config(cfg, "w2v_bert tiny", "v5e-4").steps
   assert step.fits and step.memory["temporaries"] > 0 and step.flops > 0
   assert "all-reduce" in step.collectives
+
+
+def test_speech_llm_lora_train_step_compiles_for_tpu():
+  """Speech-LLaMA (encoder + LLaMA with GQA + LoRA merged in the step) with FSDP over a v4-8's cores."""
+  _libtpu_or_skip()
+  cfg = config_lib.load("configs/speech_llm.py:tiny", [
+      "--config.mesh.shape=(2,-1,1)", "--config.model.llm.dtype=bfloat16",
+      "--config.model.encoder.dtype=bfloat16", "--config.task.llm_mode=lora",
+      "--config.data.path=/nonexistent", "--config.data.target_vocab=('a','b','c','|')"])
+  (step,) = compile_lib.compile_config(cfg, "speech_llm tiny", "v4-8").steps
+  assert step.fits and step.memory["temporaries"] > 0 and step.flops > 0
+  assert "all-gather" in step.collectives

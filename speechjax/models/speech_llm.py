@@ -1,0 +1,102 @@
+"""Speech-LLaMA (Fathullah et al. 2023): an audio encoder's frames, stacked and projected to the LLM's width,
+prepended to the text embeddings of a LLaMA-architecture decoder that writes the transcript.
+
+    prefix, prefix_mask = AudioPrefix(cfg)(audio, audio_mask)     # [B, A, D_llm], [B, A] bool
+    logits = LlamaForCausalLM(cfg.llm)(tokens, prefix=prefix, mask=concat(prefix_mask, token_mask))
+
+AudioPrefix: any encoder family (`cfg.encoder`, under its own scope, so pretrained checkpoints drop in)
+→ `stride` consecutive frames concatenated ([B, F, De] → [B, F // stride, stride · De]; a stacked frame is
+real when all its frames are; the remainder frames are dropped) → `projection` Dense → D_llm. A 20 ms
+encoder with stride 4 gives the paper's 80 ms per embedding; stride 48 gives 960 ms.
+
+Text: `text_ids` maps the data's target symbols (ids 1..V, `speechjax.data.vocab`) into the LLM vocabulary:
+0 = padding, 1..V the symbols, BOS = V + 1, EOS = V + 2 (`vocab_size` = V + 3). The LLM reads
+[prefix, BOS, t1 .. tn] and is trained to write [t1 .. tn, EOS] (loss on those positions only).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import linen as nn
+
+from speechjax.config import require
+from speechjax.models import llama, registry
+from speechjax.nn.partitioning import dense_inits
+
+
+def special_ids(num_symbols: int) -> tuple[int, int, int]:
+  """(BOS, EOS, vocab_size) for V target symbols."""
+  return num_symbols + 1, num_symbols + 2, num_symbols + 3
+
+
+def validate(cfg) -> None:
+  family = registry.get(cfg.encoder.model_type, registry.ENCODERS)
+  family.validate(cfg.encoder)
+  llama.validate(cfg.llm)
+  require(cfg.stride >= 1, "model.stride", cfg.stride, "must be >= 1 (encoder frames per embedding)")
+
+
+class AudioPrefix(nn.Module):
+  """audio [B, T], audio_mask [B, T] → (prefix [B, A, D_llm], prefix_mask [B, A] bool)."""
+  config: ml_collections.FrozenConfigDict
+
+  @nn.compact
+  def __call__(self, audio, audio_mask, train: bool = False):
+    c = self.config
+    family = registry.get(c.encoder.model_type, registry.ENCODERS)
+    out = family.encoder(c.encoder, name=family.scope)(audio, audio_mask, train=train)
+    hidden, frame_mask = out["last_hidden_state"], out["frame_mask"]
+    batch, frames, dim = hidden.shape
+    stacked = frames // c.stride
+    if stacked < 1:
+      raise ValueError(f"{frames} encoder frames are fewer than model.stride={c.stride}")
+    x = hidden[:, :stacked * c.stride].reshape(batch, stacked, c.stride * dim)
+    mask = frame_mask[:, c.stride - 1:stacked * c.stride:c.stride]
+    prefix = nn.Dense(c.llm.hidden_size, dtype=jnp.dtype(c.llm.dtype), name="projection",
+                      **dense_inits(None, "embed"))(x)
+    return jnp.where(mask[..., None], prefix, 0), mask
+
+
+def teacher_forcing(targets, targets_mask, num_symbols: int):
+  """Data targets [B, T] (ids 1..V) → (LLM inputs [BOS, t1..tn, 0..], outputs [t1..tn, EOS, 0..],
+  output mask), each [B, T + 1]."""
+  bos, eos, _ = special_ids(num_symbols)
+  lengths = targets_mask.sum(-1)
+  targets = jnp.where(targets_mask, targets, 0)
+  inputs = jnp.concatenate([jnp.full((targets.shape[0], 1), bos, targets.dtype), targets], axis=1)
+  positions = jnp.arange(targets.shape[1] + 1)[None]
+  outputs = jnp.concatenate([targets, jnp.zeros_like(targets[:, :1])], axis=1)
+  outputs = jnp.where(positions == lengths[:, None], eos, outputs)
+  return inputs, outputs, positions <= lengths[:, None]
+
+
+def greedy_decode(cfg, params, audio, audio_mask, max_length: int):
+  """Greedy transcripts with the KV cache: ids [B, max_length] (symbol ids 1..V, EOS, then 0) under one
+  jit (`cfg` static). `params` = {"prefix": ..., "llm": ... (LoRA merged)}."""
+  frozen = ml_collections.FrozenConfigDict(cfg)
+  prefix, prefix_mask = AudioPrefix(frozen).apply({"params": params["prefix"]}, audio, audio_mask)
+  bos, eos, _ = special_ids(cfg.llm.vocab_size - 3)
+  model = llama.from_config(cfg.llm, decode=True)
+  batch, audio_len = prefix_mask.shape
+  total = audio_len + max_length
+  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros([batch, total], jnp.int32)))
+  cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), nn.unbox(shapes["cache"]))
+  mask = jnp.concatenate([prefix_mask, jnp.ones([batch, max_length], bool)], axis=1)
+  first = jnp.full([batch, 1], bos, jnp.int32)
+  logits, updates = model.apply({"params": params["llm"], "cache": cache}, first, prefix=prefix, mask=mask,
+                                mutable=["cache"])
+
+  def body(i, carry):
+    out, last_logits, cache, done = carry
+    token = jnp.where(done, 0, jnp.argmax(last_logits, -1).astype(jnp.int32))
+    out = out.at[:, i].set(token)
+    done = done | (token == eos)
+    logits, updates = model.apply({"params": params["llm"], "cache": cache}, token[:, None], mask=mask,
+                                  mutable=["cache"])
+    return out, logits[:, -1], updates["cache"], done
+
+  out = jnp.zeros([batch, max_length], jnp.int32)
+  done = jnp.zeros([batch], bool)
+  out, _, _, _ = jax.lax.fori_loop(0, max_length - 1, body, (out, logits[:, -1], updates["cache"], done))
+  return out

@@ -1,0 +1,155 @@
+"""Speech-LLaMA training (`speechjax.models.speech_llm`): next-token cross-entropy on the transcript only.
+
+    speechjax train --config configs/speech_llm.py:tiny --workdir W [--config.init_from=ENCODER_WORKDIR]
+
+Params: {"prefix": encoder + projection, "llm": the LLaMA, "lora": adapters (task.llm_mode = "lora")}.
+`task.llm_mode`:
+    frozen   the LLM is fixed; the encoder (unless `task.freeze_encoder`) and projection train
+    lora     the LLM is fixed; LoRA adapters (rank `task.lora_rank`, scale `task.lora_alpha` / rank) on its
+             q, k, v, o train (`speechjax.nn.lora`)
+    full     everything trains
+Fixed parts get no gradient (stop_gradient: XLA drops their weight gradients) and no optimizer state (they
+are added to `optim.frozen`). `init_from` warm-starts the encoder from any encoder checkpoint (as CTC).
+Targets are the data's `data.targets` symbols (`transcript`: characters), mapped as in
+`speech_llm.teacher_forcing`; logged: `token_accuracy` (teacher-forced argmax hits on transcript + EOS).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import linen as nn
+
+from speechjax.config import require
+from speechjax.data import vocab
+from speechjax.models import llama, registry, speech_llm
+from speechjax.nn import lora
+from speechjax.parallel import mesh as mesh_lib
+from speechjax.tasks import base, pretrained
+
+MODES = ("frozen", "lora", "full")
+
+
+class SpeechLLM(nn.Module):
+  """AudioPrefix ("prefix") + LlamaForCausalLM ("llm"): (audio, audio_mask, inputs [B, T], mask [B, T])
+  → text logits [B, T, V]."""
+  config: ml_collections.FrozenConfigDict
+
+  @nn.compact
+  def __call__(self, audio, audio_mask, inputs, inputs_mask, train: bool = False):
+    prefix, prefix_mask = speech_llm.AudioPrefix(self.config, name="prefix")(audio, audio_mask, train)
+    mask = jnp.concatenate([prefix_mask, inputs_mask], axis=1)
+    logits = llama.LlamaForCausalLM(self.config.llm, name="llm")(inputs, prefix=prefix, mask=mask)
+    return logits[:, prefix.shape[1]:]
+
+
+def _encoder_view(config) -> ml_collections.ConfigDict:
+  """The CTC-style config `pretrained` reads: init_from, model = the encoder, reinit_top_layers."""
+  return ml_collections.ConfigDict({"init_from": config.get("init_from", ""), "model": config.model.encoder,
+                                    "reinit_top_layers": 0})
+
+
+def resolve(config) -> None:
+  """In place: the encoder architecture of `init_from`, the target vocabulary, the LLM vocabulary size and
+  the frozen parts (`optim.frozen`) of the mode."""
+  t = config.task
+  require(t.llm_mode in MODES, "task.llm_mode", t.llm_mode, f"expected one of {MODES}")
+  view = _encoder_view(config)
+  pretrained.resolve_architecture(view)
+  config.model.encoder = view.model
+  vocab.resolve(config.data)
+  config.model.llm.vocab_size = speech_llm.special_ids(len(config.data.target_vocab))[2]
+  frozen = set(config.optim.frozen)
+  if t.llm_mode != "full":
+    frozen.add("llm/.*")
+  if t.freeze_encoder:
+    frozen.add("prefix/(?!projection/).*")
+  config.optim.frozen = tuple(sorted(frozen))
+
+
+class Task(base.Task):
+
+  def __init__(self, config):
+    resolve(config)
+    super().__init__(config)
+
+  def build_model(self):
+    speech_llm.validate(self.config.model)
+    return SpeechLLM(ml_collections.FrozenConfigDict(self.config.model))
+
+  def model_inputs(self, batch):
+    inputs, _, mask = speech_llm.teacher_forcing(batch["targets"], batch["targets_mask"],
+                                                 len(self.config.data.target_vocab))
+    return batch["audio"], batch["audio_mask"], inputs, mask
+
+  def abstract_variables(self, batch):
+    variables = super().abstract_variables(batch)
+    if self.config.task.llm_mode != "lora":
+      return variables
+    adapters = jax.eval_shape(lambda p: self.init_adapters(jax.random.PRNGKey(0), p),
+                              mesh_lib.strip_boxes(variables["params"]["llm"]))
+    return {**variables, "params": {**variables["params"], "lora": adapters}}
+
+  def init_adapters(self, rng, llm_params):
+    return lora.init(rng, llm_params, lora.LLAMA_ATTENTION, self.config.task.lora_rank)
+
+  def init_state(self, rng, batch):
+    state = super().init_state(rng, batch)
+    if self.config.task.llm_mode != "lora":
+      return state
+    params = {**state.params, "lora": self.init_adapters(jax.random.fold_in(rng, 1), state.params["llm"])}
+    return state.replace(params=params, opt_state=self.tx.init(params),
+                         ema_params=params if state.ema_params is not None else None)
+
+  def model_params(self, params, train: bool):
+    """The params the model applies: fixed parts behind stop_gradient, LoRA merged into the LLM."""
+    t = self.config.task
+    llm = params["llm"] if t.llm_mode == "full" else jax.lax.stop_gradient(params["llm"])
+    if t.llm_mode == "lora":
+      llm = lora.merge(llm, params["lora"], t.lora_alpha)
+    prefix = params["prefix"]
+    if t.freeze_encoder and train:
+      prefix = {k: v if k == "projection" else jax.lax.stop_gradient(v) for k, v in prefix.items()}
+    return {"prefix": prefix, "llm": llm}
+
+  def loss(self, params, batch, rng, train, step):
+    del step
+    audio, audio_mask, inputs, mask = self.model_inputs(batch)
+    _, outputs, out_mask = speech_llm.teacher_forcing(batch["targets"], batch["targets_mask"],
+                                                      len(self.config.data.target_vocab))
+    mask_rng, dropout_rng = jax.random.split(rng)
+    logits = self.model.apply({"params": self.model_params(params, train)}, audio, audio_mask, inputs, mask,
+                              train=train, rngs={"mask": mask_rng, "dropout": dropout_rng})
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, outputs)
+    count = jnp.maximum(out_mask.sum(), 1)
+    loss = jnp.where(out_mask, ce, 0.0).sum() / count
+    hits = (jnp.argmax(logits, -1) == outputs) & out_mask
+    return loss, {"token_accuracy": hits.sum() / count, "tokens": out_mask.sum()}
+
+  def warm_start(self, params):
+    prefix = pretrained.warm_start(_encoder_view(self.config), params["prefix"])
+    return {**params, "prefix": prefix}
+
+  def forward_flops(self):
+    c = self.config
+    family = registry.get(c.model.encoder.model_type, registry.ENCODERS)
+    encoder, frames = family.encoder_flops(c.model.encoder, c.data.max_sample_size)
+    length = frames // c.model.stride + c.data.max_target_length + 1
+    return encoder + llama.forward_flops(c.model.llm, length)
+
+
+def greedy_transcriber(config, params):
+  """jitted (audio [B, T], audio_mask) → symbol ids per row (lists, EOS and after removed): the checkpoint's
+  greedy transcripts with the KV cache."""
+  task = Task(config)
+  length = config.data.max_target_length + 1
+  bos, eos, _ = speech_llm.special_ids(len(config.data.target_vocab))
+  decode = jax.jit(lambda p, a, m: speech_llm.greedy_decode(config.model, task.model_params(p, False), a, m,
+                                                            length))
+
+  def transcribe(audio, audio_mask):
+    rows = jax.device_get(decode(params, audio, audio_mask))
+    return [[int(i) for i in row[:list(row).index(eos)] if 0 < i < bos] if eos in row
+            else [int(i) for i in row if 0 < i < bos] for row in rows]
+  return transcribe

@@ -1,0 +1,79 @@
+"""Speech-LLaMA (speechjax.models.speech_llm, speechjax.tasks.speech_llm): teacher forcing, cached greedy
+decoding against full recomputation, the three LLM modes on the micro corpus, and `speechjax eval`."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from speechjax import config as config_lib
+from speechjax.eval import transcribe
+from speechjax.models import llama, speech_llm
+from speechjax.train import trainer
+
+from tests.helpers import harness
+
+SPEC = f"{harness.REPO}/configs/speech_llm.py:tiny"
+
+
+def _config(data, *overrides):
+  return config_lib.load(SPEC, [f"--config.data.path={data}", "--config.optim.warmup_steps=5",
+                                "--config.train.log_every=5", "--config.train.eval_every=0",
+                                "--config.checkpoint.async_save=False", *overrides])
+
+
+def test_teacher_forcing_shifts_and_ends_with_eos():
+  targets = jnp.array([[3, 1, 2, 0], [2, 0, 0, 0]])
+  inputs, outputs, mask = speech_llm.teacher_forcing(targets, targets > 0, num_symbols=3)   # BOS 4, EOS 5
+  np.testing.assert_array_equal(inputs, [[4, 3, 1, 2, 0], [4, 2, 0, 0, 0]])
+  np.testing.assert_array_equal(outputs, [[3, 1, 2, 5, 0], [2, 5, 0, 0, 0]])
+  np.testing.assert_array_equal(mask, [[1, 1, 1, 1, 0], [1, 1, 0, 0, 0]])
+
+
+def test_cached_greedy_decoding_equals_full_recomputation():
+  cfg = config_lib.load(SPEC, []).model
+  cfg.llm.vocab_size = 13
+  frozen = ml_collections.FrozenConfigDict(cfg)
+  audio = jax.random.normal(jax.random.PRNGKey(0), (2, 16000)) * 0.3
+  audio_mask = jnp.arange(16000)[None] < jnp.array([[16000], [11000]])
+  prefix_params = speech_llm.AudioPrefix(frozen).init(jax.random.PRNGKey(1), audio, audio_mask)["params"]
+  model = llama.from_config(cfg.llm)
+  llm_params = model.init(jax.random.PRNGKey(2), jnp.zeros((1, 4), jnp.int32))["params"]
+  llm_params = jax.tree.map(lambda x: x * 4.0, llm_params)   # peaked logits: a varied greedy path
+  ids = speech_llm.greedy_decode(cfg, {"prefix": prefix_params, "llm": llm_params}, audio, audio_mask, 12)
+  prefix, prefix_mask = speech_llm.AudioPrefix(frozen).apply({"params": prefix_params}, audio, audio_mask)
+  tokens = jnp.full((2, 1), 11, jnp.int32)   # BOS = 10 + 1
+  for _ in range(11):   # no cache: the whole sequence again at every step
+    mask = jnp.concatenate([prefix_mask, jnp.ones(tokens.shape, bool)], axis=1)
+    logits = model.apply({"params": llm_params}, tokens, prefix=prefix, mask=mask)
+    tokens = jnp.concatenate([tokens, jnp.argmax(logits[:, -1], -1)[:, None].astype(jnp.int32)], axis=1)
+  full = np.asarray(tokens[:, 1:])
+  for row, reference in zip(np.asarray(ids), full):   # after EOS (12) the cached path writes 0
+    end = list(reference).index(12) + 1 if 12 in reference else 11
+    np.testing.assert_array_equal(row[:end], reference[:end])
+  assert len(set(full.ravel())) > 2
+
+
+def test_full_mode_learns_and_eval_writes_cer_wer(synth_records, tmp_path):
+  cfg = _config(synth_records, "--config.train.num_steps=40", "--config.checkpoint.save_every=40")
+  trainer.train(cfg, str(tmp_path))
+  rows = harness.read_metrics(str(tmp_path))
+  assert rows[40]["train/loss"] < rows[5]["train/loss"] - 0.5, (rows[5], rows[40])
+  assert rows[40]["train/token_accuracy"] > rows[5]["train/token_accuracy"]
+  scores = transcribe.transcribe(str(tmp_path), out=str(tmp_path / "eval"))
+  assert scores["utterances"] > 0 and {"greedy_cer", "greedy_wer"} <= set(scores)
+
+
+def test_lora_mode_trains_adapters_and_leaves_the_llm_alone(synth_records, tmp_path):
+  cfg = _config(synth_records, "--config.task.llm_mode=lora", "--config.task.freeze_encoder=True",
+                "--config.train.num_steps=3", "--config.checkpoint.save_every=3", "--config.optim.warmup_steps=1")
+  t = trainer.Trainer(cfg, str(tmp_path))
+  before = harness.flat_params(t.state.params)
+  t.run()
+  after = harness.flat_params(t.state.params)
+  changed = {k for k in before if not np.array_equal(before[k], after[k])}
+  assert changed and all(k.startswith(("lora/", "prefix/projection/")) for k in changed), sorted(changed)[:5]
+  assert any(k.startswith("lora/") and k.endswith("/b") for k in changed)
+  moments = [x for x in jax.tree.leaves(t.state.opt_state) if hasattr(x, "shape") and x.ndim > 0]
+  adapted = sum(v.size for k, v in after.items() if k.startswith(("lora/", "prefix/projection/")))
+  assert sum(m.size for m in moments) == 2 * adapted   # Adam's two moments for the trained params only
