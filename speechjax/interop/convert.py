@@ -10,7 +10,9 @@ with meta = {"step": 0, "config": {"model": <model config>}, "heads": bool, "sou
 `checkpoint.restore_params(CKPT_DIR + "/checkpoints", abstract_params)` (e.g. to initialise training).
 --to-hf reads such a checkpoint, or a training workdir (latest step; the `model` section of its config),
 and writes an HF `save_pretrained` directory: Wav2Vec2ForPreTraining when the params have the quantizer,
-else Wav2Vec2Model / HubertModel / WavLMModel (and the conformer families: Wav2Vec2Conformer*, Wav2Vec2BertModel). HF has no HuBERT or WavLM pretraining heads: final_proj and
+else Wav2Vec2Model / HubertModel / WavLMModel (and the conformer families: Wav2Vec2Conformer*,
+Wav2Vec2BertModel). `LlamaForCausalLM` directories (TinyLlama, SmolLM, Llama 2/3) convert both ways too
+(`speechjax.interop.hf_llama`). HF has no HuBERT or WavLM pretraining heads: final_proj and
 label_embs are left out, and the command says so.
 """
 from __future__ import annotations
@@ -27,7 +29,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from speechjax.config import ConfigError
-from speechjax.interop import hf, hf_conformer
+from speechjax.interop import hf, hf_conformer, hf_llama
+from speechjax.parallel.mesh import strip_boxes
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -93,7 +96,21 @@ def load_hf(source: str) -> tuple[ml_collections.ConfigDict, dict]:
   state_dict = {}
   for path in files:
     state_dict.update(_read_weights(path))
+  if hf_cfg.model_type == "llama":
+    return hf_llama.config_from_hf(hf_cfg), state_dict
   return hf.config_from_hf(hf_cfg), state_dict
+
+
+def _from_hf(state_dict, cfg):
+  return (hf_llama.from_hf if cfg.model_type == "llama" else hf.from_hf)(state_dict, cfg)
+
+
+def _abstract_params(cfg, heads: bool):
+  if cfg.model_type == "llama":
+    from speechjax.models import llama   # pylint: disable=import-outside-toplevel
+    shapes = jax.eval_shape(llama.from_config(cfg).init, jax.random.PRNGKey(0), np.zeros((1, 1), np.int32))
+    return strip_boxes(shapes)["params"]
+  return hf.abstract_params(cfg, heads)
 
 
 def import_hf(source: str, out: str, scan_layers: bool = False) -> str:
@@ -101,8 +118,8 @@ def import_hf(source: str, out: str, scan_layers: bool = False) -> str:
   from speechjax.train import checkpoint   # pylint: disable=import-outside-toplevel
   cfg, state_dict = load_hf(source)
   cfg.scan_layers = scan_layers
-  params = hf.from_hf(state_dict, cfg)
-  heads = hf.FAMILIES[cfg.model_type].scope in params
+  params = _from_hf(state_dict, cfg)
+  heads = cfg.model_type in hf.FAMILIES and hf.FAMILIES[cfg.model_type].scope in params
   meta = {"step": 0, "config": {"model": cfg.to_dict()}, "heads": heads, "source": os.path.abspath(source)}
   # The checkpointer's own manager, so that read_meta / restore_params read it back.
   manager = checkpoint.open_manager(
@@ -134,7 +151,7 @@ def load_params(path: str) -> tuple[ml_collections.ConfigDict, dict, int]:
   cfg = ml_collections.ConfigDict(meta["config"]["model"])
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                          hf.abstract_params(cfg, meta.get("heads", True)))
+                          _abstract_params(cfg, meta.get("heads", True)))
   params = checkpoint.restore_params(directory, abstract, step)
   return cfg, jax.tree.map(np.asarray, params), step
 
@@ -144,6 +161,14 @@ def export_hf(path: str, out: str) -> str:
   import torch   # pylint: disable=import-outside-toplevel
   import transformers   # pylint: disable=import-outside-toplevel
   cfg, params, step = load_params(path)
+  if cfg.model_type == "llama":
+    model = transformers.LlamaForCausalLM(hf_llama.hf_config(cfg))
+    state_dict = {k: torch.from_numpy(v) for k, v in hf_llama.to_hf(params, cfg).items()}
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:   # tied: lm_head is the embedding
+      raise ValueError(f"export does not fit LlamaForCausalLM: missing {missing}, unexpected {unexpected}")
+    model.save_pretrained(out)
+    return f"step {step} → LlamaForCausalLM in {out} ({len(state_dict)} tensors)"
   note, family = "", cfg.model_type
   if not hf.FAMILIES[family].hf.pretraining_heads and family in params:
     dropped = sorted(k for k in params if k != family)

@@ -88,3 +88,17 @@ def test_unsupported_rope_and_mismatched_weights_are_refused():
   del state_dict["model.norm.weight"]
   with pytest.raises(ValueError, match="missing.*model.norm.weight"):
     hf_llama.from_hf(state_dict, cfg)
+
+
+def test_convert_a_saved_llama_directory_both_ways(tmp_path, capsys):
+  from tests.interop import hf_parity
+  cfg, model, _ = _models("tied_llama3_scan")
+  model.save_pretrained(tmp_path / "hf")
+  assert hf_parity.run_convert("--from-hf", str(tmp_path / "hf"), "--out", str(tmp_path / "ckpt")) == 0
+  assert "llama" in capsys.readouterr().out
+  assert hf_parity.run_convert("--to-hf", str(tmp_path / "ckpt"), "--out", str(tmp_path / "back")) == 0
+  assert "LlamaForCausalLM" in capsys.readouterr().out
+  back = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "back", local_files_only=True).eval()
+  tokens = torch.from_numpy(np.random.default_rng(0).integers(0, cfg.vocab_size, (1, 9)))
+  with torch.no_grad():
+    np.testing.assert_array_equal(back(tokens).logits.numpy(), model(tokens).logits.numpy())
