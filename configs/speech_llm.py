@@ -30,6 +30,7 @@ def get_config(arg=None):
   ))
   cfg = common.base_config(model, task)
   cfg.init_from = ""              # encoder workdir/checkpoint (any encoder family), "" = random init
+  cfg.llm_init = ""               # LLaMA workdir/checkpoint (configs/llama.py run), "" = random init
   cfg.model.encoder.mask_prob = 0.1
   cfg.model.encoder.mask_length = 4
   cfg.model.encoder.layerdrop = 0.0

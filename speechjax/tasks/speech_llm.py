@@ -9,7 +9,9 @@ Params: {"prefix": encoder + projection, "llm": the LLaMA, "lora": adapters (tas
              q, k, v, o train (`speechjax.nn.lora`)
     full     everything trains
 Fixed parts get no gradient (stop_gradient: XLA drops their weight gradients) and no optimizer state (they
-are added to `optim.frozen`). `init_from` warm-starts the encoder from any encoder checkpoint (as CTC).
+are added to `optim.frozen`). `init_from` warm-starts the encoder from any encoder checkpoint (as CTC),
+`llm_init` the LLM from a LLaMA checkpoint (a `text_lm` run on the same symbols, or a converted HF model
+whose vocabulary the data's symbols index).
 Targets are the data's `data.targets` symbols (`transcript`: characters), mapped as in
 `speech_llm.teacher_forcing`; logged: `token_accuracy` (teacher-forced argmax hits on transcript + EOS).
 """
@@ -24,11 +26,15 @@ from flax import linen as nn
 from speechjax.config import require
 from speechjax.data import vocab
 from speechjax.models import llama, registry, speech_llm
-from speechjax.nn import lora
+from speechjax.nn import layer_stack, lora
 from speechjax.parallel import mesh as mesh_lib
 from speechjax.tasks import base, pretrained
+from speechjax.train import checkpoint
 
 MODES = ("frozen", "lora", "full")
+# what a pretrained LLM (`llm_init`) must share with `model.llm`
+LLM_ARCHITECTURE = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                    "num_key_value_heads", "head_dim", "tie_word_embeddings", "attention_bias", "mlp_bias")
 
 
 class SpeechLLM(nn.Module):
@@ -129,7 +135,10 @@ class Task(base.Task):
 
   def warm_start(self, params):
     prefix = pretrained.warm_start(_encoder_view(self.config), params["prefix"])
-    return {**params, "prefix": prefix}
+    llm = params["llm"]
+    if self.config.get("llm_init"):
+      llm = load_llm(self.config.llm_init, self.config.model.llm, llm)
+    return {**params, "prefix": prefix, "llm": llm}
 
   def forward_flops(self):
     c = self.config
@@ -137,6 +146,24 @@ class Task(base.Task):
     encoder, frames = family.encoder_flops(c.model.encoder, c.data.max_sample_size)
     length = frames // c.model.stride + c.data.max_target_length + 1
     return encoder + llama.forward_flops(c.model.llm, length)
+
+
+def load_llm(path: str, llm_cfg, like):
+  """The LLaMA params of a checkpoint (a `text_lm` run, or `speechjax convert --from-hf` output) in the
+  layout and shardings of `like`; the architecture must be `llm_cfg`'s (ConfigError names the field)."""
+  directory = checkpoint.checkpoint_dir(path)
+  step, meta = checkpoint.read_meta(directory)
+  saved = ml_collections.ConfigDict(meta.get("config", {}).get("model", {}))
+  require(saved.get("model_type") == "llama", "llm_init", path, "is not a LLaMA checkpoint")
+  for field in LLM_ARCHITECTURE:
+    require(saved.get(field) == llm_cfg[field], f"model.llm.{field}", llm_cfg[field],
+            f"differs from the llm_init checkpoint's {saved.get(field)!r}")
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  shapes = mesh_lib.strip_boxes(jax.eval_shape(llama.from_config(saved).init, jax.random.PRNGKey(0),
+                                               jnp.zeros((1, 1), jnp.int32)))["params"]
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
+  loaded = layer_stack.match_layout(checkpoint.restore_params(directory, abstract, step), like)
+  return jax.tree.map(lambda new, old: jax.device_put(jnp.asarray(new, old.dtype), old.sharding), loaded, like)
 
 
 def greedy_transcriber(config, params):

@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+import speechjax
 from speechjax import config as config_lib
 from speechjax.eval import transcribe
 from speechjax.models import llama, speech_llm
@@ -77,3 +78,24 @@ def test_lora_mode_trains_adapters_and_leaves_the_llm_alone(synth_records, tmp_p
   moments = [x for x in jax.tree.leaves(t.state.opt_state) if hasattr(x, "shape") and x.ndim > 0]
   adapted = sum(v.size for k, v in after.items() if k.startswith(("lora/", "prefix/projection/")))
   assert sum(m.size for m in moments) == 2 * adapted   # Adam's two moments for the trained params only
+
+
+def test_text_lm_run_warm_starts_the_llm(synth_records, tmp_path):
+  """configs/llama.py trains the LLM on the transcripts; `llm_init` puts it into a Speech-LLaMA, whose
+  architecture must match (the error names the field)."""
+  lm = config_lib.load(f"{harness.REPO}/configs/llama.py:tiny", [
+      f"--config.data.path={synth_records}", "--config.train.num_steps=30", "--config.optim.warmup_steps=5",
+      "--config.data.batch_size=8", "--config.train.log_every=10", "--config.train.eval_every=0",
+      "--config.checkpoint.save_every=30", "--config.checkpoint.async_save=False"])
+  trainer.train(lm, str(tmp_path / "lm"))
+  rows = harness.read_metrics(str(tmp_path / "lm"))
+  assert rows[30]["train/loss"] < rows[10]["train/loss"]
+  cfg = _config(synth_records, f"--config.llm_init={tmp_path / 'lm'}", "--config.task.llm_mode=lora")
+  t = trainer.Trainer(cfg, str(tmp_path / "speech_llm"))
+  _, _, text_lm = speechjax.load(str(tmp_path / "lm"))
+  loaded = harness.flat_params(t.state.params["llm"])
+  for name, value in harness.flat_params(text_lm).items():
+    np.testing.assert_array_equal(loaded[name], value, err_msg=name)
+  bad = _config(synth_records, f"--config.llm_init={tmp_path / 'lm'}", "--config.model.llm.hidden_size=64")
+  with pytest.raises(ValueError, match="model.llm.hidden_size"):
+    trainer.Trainer(bad, str(tmp_path / "bad"))
