@@ -2,8 +2,8 @@
 
 Each encoder family's model file ends with its `FAMILY = Family(...)`; `speechjax.models.registry` lists the
 families, and everything that picks code by `config.model.model_type` reads the record: the CTC and probe
-bodies (`encoder`, `validate`, `encoder_flops`), warm starts (`scope`), HF import/export (`hf`), pretraining tasks (`from_config`,
-`forward_flops`). Adding a family touches its own files plus one line of the registry.
+bodies (`encoder`, `validate`, `encoder_flops`), warm starts (`scope`), HF import/export (`hf`), pretraining
+tasks (`from_config`, `forward_flops`). Adding a family touches its own files plus one line of the registry.
 """
 from __future__ import annotations
 

@@ -75,7 +75,8 @@ def validate(cfg) -> None:
   require(cfg.head_dim or cfg.hidden_size % cfg.num_attention_heads == 0, "model.num_attention_heads",
           cfg.num_attention_heads, f"must divide hidden_size={cfg.hidden_size} (or set model.head_dim)")
   require(head_dim(cfg) % 2 == 0, "model.head_dim", head_dim(cfg), "rotary positions need an even head size")
-  require(cfg.rope_type in llama.ROPE_TYPES, "model.rope_type", cfg.rope_type, f"expected one of {llama.ROPE_TYPES}")
+  require(cfg.rope_type in llama.ROPE_TYPES, "model.rope_type", cfg.rope_type,
+          f"expected one of {llama.ROPE_TYPES}")
   require(cfg.remat_policy in ("none", *REMAT_POLICIES), "model.remat_policy", cfg.remat_policy,
           f"expected 'none' or one of {sorted(REMAT_POLICIES)}")
 

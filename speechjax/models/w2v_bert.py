@@ -76,7 +76,8 @@ def validate(cfg) -> None:
   require(0 < cfg.contrastive_layers < cfg.num_hidden_layers, "model.contrastive_layers",
           cfg.contrastive_layers, f"must leave MLM layers: 0 < it < num_hidden_layers={cfg.num_hidden_layers}")
   require(cfg.feature_projection_input_dim == w2v_bert_features.FEATURE_DIM,
-          "model.feature_projection_input_dim", cfg.feature_projection_input_dim, f"the fbank front end gives {w2v_bert_features.FEATURE_DIM}")
+          "model.feature_projection_input_dim", cfg.feature_projection_input_dim,
+          f"the fbank front end gives {w2v_bert_features.FEATURE_DIM}")
 
 
 class Wav2Vec2BertModel(wav2vec2.Wav2Vec2Model):

@@ -50,7 +50,8 @@ def run_layers(layer_cls, config, x, *args, train_argnum: int | None, collect: b
   `train_argnum` is the position of the block's boolean `train` argument (self = 0), static under remat
   (None: the block has none).
   Per-layer outputs: a list (loop), stacked [L, B, L, D] with `collect` (scan), else None (scan)."""
-  cls = remat_layer(layer_cls, config.remat_policy, static_argnums=() if train_argnum is None else (train_argnum,))
+  static = () if train_argnum is None else (train_argnum,)
+  cls = remat_layer(layer_cls, config.remat_policy, static_argnums=static)
   if not config.scan_layers:
     outputs = []
     for i in range(config.num_layers):

@@ -96,8 +96,9 @@ class FeatureProjection(nn.Module):
 class HeadDense(nn.Module):
   """A projection to or from attention heads: `einsum(equation, x, kernel) + bias`.
 
-  `kernel_shape` e.g. [D, H, D/H] with logical `axes` (`embed`, `heads`, `kv`); the bias (`use_bias`) has the
-  output dims. (flax's DenseGeneral initialises a flattened 2-D kernel, which breaks 3-D logical annotations.)"""
+  `kernel_shape` e.g. [D, H, D/H] with logical `axes` (`embed`, `heads`, `kv`); the bias (`use_bias`) has
+  the output dims. (flax's DenseGeneral initialises a flattened 2-D kernel, which breaks 3-D logical
+  annotations.)"""
   kernel_shape: tuple[int, ...]
   axes: tuple[str, ...]
   equation: str

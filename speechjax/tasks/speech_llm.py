@@ -33,8 +33,9 @@ from speechjax.train import checkpoint
 
 MODES = ("frozen", "lora", "full")
 # what a pretrained LLM (`llm_init`) must share with `model.llm`
-LLM_ARCHITECTURE = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                    "num_key_value_heads", "head_dim", "tie_word_embeddings", "attention_bias", "mlp_bias")
+LLM_ARCHITECTURE = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                    "num_attention_heads", "num_key_value_heads", "head_dim", "tie_word_embeddings",
+                    "attention_bias", "mlp_bias")
 
 
 class SpeechLLM(nn.Module):

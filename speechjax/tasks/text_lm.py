@@ -25,7 +25,8 @@ class Task(base.Task):
     return llama.from_config(self.config.model)
 
   def _teacher_forcing(self, batch):
-    return speech_llm.teacher_forcing(batch["targets"], batch["targets_mask"], len(self.config.data.target_vocab))
+    symbols = len(self.config.data.target_vocab)
+    return speech_llm.teacher_forcing(batch["targets"], batch["targets_mask"], symbols)
 
   def model_inputs(self, batch):
     return (self._teacher_forcing(batch)[0],)

@@ -145,5 +145,6 @@ def example_batch(config, batch_size: int) -> dict:
   batch = {"audio": np.zeros([batch_size, t], np.float32), "audio_mask": np.ones([batch_size, t], bool)}
   if config.data.get("targets"):   # token targets (CTC, Speech-LLaMA): their padded length is static too
     length = config.data.max_target_length
-    batch.update(targets=np.ones([batch_size, length], np.int32), targets_mask=np.ones([batch_size, length], bool))
+    batch.update(targets=np.ones([batch_size, length], np.int32),
+                 targets_mask=np.ones([batch_size, length], bool))
   return batch

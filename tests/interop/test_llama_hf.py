@@ -57,8 +57,8 @@ def test_greedy_generation_matches_hf_for_32_tokens(variant):
   with torch.no_grad():
     theirs = model.generate(torch.from_numpy(prompt), attention_mask=torch.ones_like(torch.from_numpy(prompt)),
                             max_new_tokens=32, do_sample=False, eos_token_id=None, pad_token_id=0)
-  run = jax.jit(lambda p, x: llama.generate(cfg, p, x, jnp.array([7]), jax.random.split(jax.random.PRNGKey(0), 1),
-                                            7 + 32, temperature=0.0))
+  keys = jax.random.split(jax.random.PRNGKey(0), 1)
+  run = jax.jit(lambda p, x: llama.generate(cfg, p, x, jnp.array([7]), keys, 7 + 32, temperature=0.0))
   ours = run(params, jnp.asarray(prompt, jnp.int32))
   np.testing.assert_array_equal(np.asarray(ours), theirs.numpy())
 
@@ -75,15 +75,17 @@ def test_state_dict_and_config_round_trip():
   for field in hf_llama.SAME_NAME + ("rope_theta", "rope_type", "rope_factor", "rope_original_max_position"):
     assert back[field] == cfg[field], field
   v5 = {**hf_llama.hf_config(cfg).to_dict(), "rope_scaling": None,
-        "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
-                            "high_freq_factor": 4.0, "original_max_position_embeddings": 16}}
+        "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                            "original_max_position_embeddings": 16}}
   assert hf_llama.config_from_hf(v5).rope_factor == 8.0
 
 
 def test_unsupported_rope_and_mismatched_weights_are_refused():
   cfg, model, _ = _models("gqa")
   with pytest.raises(Exception, match="rope type 'yarn'"):
-    hf_llama.config_from_hf({**hf_llama.hf_config(cfg).to_dict(), "rope_scaling": {"rope_type": "yarn", "factor": 2.0}})
+    yarn = {"rope_type": "yarn", "factor": 2.0}
+    hf_llama.config_from_hf({**hf_llama.hf_config(cfg).to_dict(), "rope_scaling": yarn})
   state_dict = model.state_dict()
   del state_dict["model.norm.weight"]
   with pytest.raises(ValueError, match="missing.*model.norm.weight"):

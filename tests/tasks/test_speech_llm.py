@@ -67,7 +67,8 @@ def test_full_mode_learns_and_eval_writes_cer_wer(synth_records, tmp_path):
 
 def test_lora_mode_trains_adapters_and_leaves_the_llm_alone(synth_records, tmp_path):
   cfg = _config(synth_records, "--config.task.llm_mode=lora", "--config.task.freeze_encoder=True",
-                "--config.train.num_steps=3", "--config.checkpoint.save_every=3", "--config.optim.warmup_steps=1")
+                "--config.train.num_steps=3", "--config.checkpoint.save_every=3",
+                "--config.optim.warmup_steps=1")
   t = trainer.Trainer(cfg, str(tmp_path))
   before = harness.flat_params(t.state.params)
   t.run()
