@@ -35,6 +35,7 @@ VERBS = {
     "synth": "speechjax.data.synth",
     "prepare": "speechjax.data.prepare",
     "stats": "speechjax.data.stats",
+    "bpe": "speechjax.data.text_bpe",
     "train": "speechjax.train.cli",
     "dump": "speechjax.cluster.commands:Dump",
     "kmeans": "speechjax.cluster.commands:KMeans",

@@ -10,7 +10,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "speechjax"
 # bottom → top; one rank may hold several subpackages, which then must not import each other
 RANKS = (
     ("config",),
-    ("text", "audio"),
+    ("text", "text_tokenizer", "audio"),
     ("data", "parallel"),
     ("nn",),
     ("models",),

@@ -46,6 +46,7 @@ class PipelineSpec:
   targets: str = ""                 # "phones" | "transcript": emit token targets (never cropped: longer
                                     # audio, longer targets and unknown symbols are dropped and counted)
   target_vocab: tuple[str, ...] = ()  # symbols; id = index + 1 (see speechjax.data.vocab)
+  text_tokenizer: str = ""          # a tokenizer.json: `transcript` targets are its subword ids instead
   max_target_length: int = 0        # L
   max_seconds: float = 0.0          # > 0: only the first utterances of the split (shard order, before any
                                     # shuffling) up to this much audio, e.g. a 10-minute labelled subset
@@ -90,7 +91,10 @@ class Pipeline:
     self.num_too_short = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.num_too_long = tf.Variable(0, dtype=tf.int64, trainable=False)      # audio or targets (targets)
     self.num_unknown_symbol = tf.Variable(0, dtype=tf.int64, trainable=False)
-    self._tokens = vocab.TargetTokenizer(spec.targets, spec.target_vocab) if spec.targets else None
+    self._tokens = None
+    if spec.targets:
+      self._tokens = (vocab.SubwordTargets(spec.text_tokenizer) if spec.text_tokenizer
+                      else vocab.TargetTokenizer(spec.targets, spec.target_vocab))
     if spec.targets and spec.max_target_length < 1:
       raise ValueError("data.max_target_length must be positive when data.targets is set")
     self.epoch, self.batch_in_epoch = 0, 0
@@ -299,6 +303,7 @@ def default_config():
       "bucket_boundaries": (),              # non-empty: length bucketing instead of cropping
       "targets": "",                        # "phones" | "transcript": token targets (CTC); no cropping
       "target_vocab": (),                   # () = scanned from the train split by the task
+      "text_tokenizer": "",                 # tokenizer.json: transcript targets as its subword ids (LLMs)
       "max_target_length": 0,
       "train_subset_seconds": 0.0,          # > 0: train on the first N seconds of the train split only
       "eval_skip_seconds": 0.0,             # > 0: evaluate on the eval split after its first N seconds
@@ -317,6 +322,7 @@ def from_config(data_cfg, train: bool, process_index: int = 0, process_count: in
       shuffle_buffer=data_cfg.shuffle_buffer if train else 0, random_crop=train,
       bucket_boundaries=tuple(data_cfg.bucket_boundaries) if train else (),
       targets=data_cfg.get("targets", ""), target_vocab=tuple(data_cfg.get("target_vocab", ())),
+      text_tokenizer=data_cfg.get("text_tokenizer", ""),
       max_target_length=data_cfg.get("max_target_length", 0),
       max_seconds=data_cfg.get("train_subset_seconds", 0.0) if train else 0.0,
       skip_seconds=0.0 if train else data_cfg.get("eval_skip_seconds", 0.0),

@@ -9,6 +9,7 @@ Token ids are 1-based positions in the symbol list; id 0 is reserved for the CTC
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from speechjax.data import records
@@ -46,8 +47,13 @@ def scan(data_dir: str, split: str, field: str) -> list[str]:
 
 
 def resolve(data_cfg) -> None:
-  """Fills `data.target_vocab` from the train split when empty (in place); a saved config keeps its own."""
+  """Fills `data.target_vocab` from the train split when empty (in place); a saved config keeps its own.
+  With `data.text_tokenizer` the targets are subword ids: no symbols to scan."""
   check_field(data_cfg.targets)
+  if data_cfg.get("text_tokenizer"):
+    if data_cfg.targets != "transcript":
+      raise ValueError(f"data.text_tokenizer needs data.targets='transcript' (is {data_cfg.targets!r})")
+    return
   if not data_cfg.target_vocab:
     data_cfg.target_vocab = tuple(scan(data_cfg.path, data_cfg.train_split, data_cfg.targets))
 
@@ -67,6 +73,21 @@ class TargetTokenizer:
 
   def __call__(self, text):
     return self.table.lookup(split_symbols(self.field, text))
+
+
+class SubwordTargets:
+  """tf.data map fn: transcript scalar → int32 [n] ids of a `speechjax.text_tokenizer` tokenizer.json (no
+  special tokens; the tokenizer runs on the host through `tf.py_function`)."""
+
+  def __init__(self, path: str):
+    from speechjax.text_tokenizer import TextTokenizer   # pylint: disable=import-outside-toplevel
+    self.tokenizer = TextTokenizer.load(path)
+
+  def __call__(self, text):
+    ids = tf.py_function(lambda t: np.asarray(self.tokenizer.encode(t.numpy().decode("utf-8")), np.int32),
+                         [text], tf.int32)
+    ids.set_shape([None])
+    return ids
 
 
 def decode(ids, symbols) -> list[str]:

@@ -63,7 +63,9 @@ def transcribe(ckpt: str, split: str | None = None, beam: int = 0, lm_order: int
   llm = config.model.get("model_type") == "speech_llm"
   if llm:   # a decoder LLM writes the transcript: greedy only
     from speechjax.tasks import speech_llm   # pylint: disable=import-outside-toplevel
-    forward_llm, beam = speech_llm.greedy_transcriber(config, params), 0
+    (forward_llm, to_symbols), beam = speech_llm.greedy_transcriber(config, params), 0
+  else:
+    to_symbols = lambda ids: vocab.decode(ids, symbols)
   lm = fit_lm(config, lm_order) if beam and lm_order else None
   decoders = {"greedy": None, "beam": beam} if beam else {"greedy": None}
   rows = {name: [] for name in decoders}
@@ -79,9 +81,9 @@ def transcribe(ckpt: str, split: str | None = None, beam: int = 0, lm_order: int
       hyps["beam"] = ctc_decode.beam_search_batch(np.asarray(log_probs), result["frame_mask"].sum(-1),
                                                   beam_size=beam, lm=lm, lm_weight=lm_weight)
     for i in np.flatnonzero(keep):
-      ref = vocab.decode(batch["targets"][i][batch["targets_mask"][i]], symbols)
+      ref = to_symbols(batch["targets"][i][batch["targets_mask"][i]])
       for name in decoders:
-        rows[name].append((batch["id"][i].decode(), ref, vocab.decode(hyps[name][i], symbols)))
+        rows[name].append((batch["id"][i].decode(), ref, to_symbols(hyps[name][i])))
   scores = {"ckpt": ckpt, "split": data_cfg.eval_split, "targets": data_cfg.targets,
             "utterances": len(rows["greedy"]),
             "skipped_too_long": int(data.num_too_long.numpy()),

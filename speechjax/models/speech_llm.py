@@ -9,11 +9,14 @@ AudioPrefix: any encoder family (`cfg.encoder`, under its own scope, so pretrain
 real when all its frames are; the remainder frames are dropped) → `projection` Dense → D_llm. A 20 ms
 encoder with stride 4 gives the paper's 80 ms per embedding; stride 48 gives 960 ms.
 
-Text: `text_ids` maps the data's target symbols (ids 1..V, `speechjax.data.vocab`) into the LLM vocabulary:
-0 = padding, 1..V the symbols, BOS = V + 1, EOS = V + 2 (`vocab_size` = V + 3). The LLM reads
+Text (`TextIds`): the data's target ids and the LLM's BOS / EOS. Symbols (`data.target_vocab`, ids 1..V,
+`speechjax.data.vocab`): 0 = padding, BOS = V + 1, EOS = V + 2, `vocab_size` = V + 3. A subword tokenizer
+(`data.text_tokenizer`, `speechjax.text_tokenizer`): its own ids, BOS, EOS and size. The LLM reads
 [prefix, BOS, t1 .. tn] and is trained to write [t1 .. tn, EOS] (loss on those positions only).
 """
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -23,11 +26,23 @@ from flax import linen as nn
 from speechjax.config import require
 from speechjax.models import llama, registry
 from speechjax.nn.partitioning import dense_inits
+from speechjax.text_tokenizer import TextTokenizer
 
 
-def special_ids(num_symbols: int) -> tuple[int, int, int]:
-  """(BOS, EOS, vocab_size) for V target symbols."""
-  return num_symbols + 1, num_symbols + 2, num_symbols + 3
+@dataclasses.dataclass(frozen=True)
+class TextIds:
+  bos: int
+  eos: int
+  vocab_size: int
+
+
+def text_ids(data_cfg) -> TextIds:
+  """The LLM's text ids for `data.targets`: the tokenizer's, or the symbols' plus BOS / EOS."""
+  if data_cfg.get("text_tokenizer"):
+    tokenizer = TextTokenizer.load(data_cfg.text_tokenizer)
+    return TextIds(tokenizer.bos_id, tokenizer.eos_id, tokenizer.vocab_size)
+  symbols = len(data_cfg.target_vocab)
+  return TextIds(symbols + 1, symbols + 2, symbols + 3)
 
 
 def validate(cfg) -> None:
@@ -58,10 +73,10 @@ class AudioPrefix(nn.Module):
     return jnp.where(mask[..., None], prefix, 0), mask
 
 
-def teacher_forcing(targets, targets_mask, num_symbols: int):
-  """Data targets [B, T] (ids 1..V) → (LLM inputs [BOS, t1..tn, 0..], outputs [t1..tn, EOS, 0..],
-  output mask), each [B, T + 1]."""
-  bos, eos, _ = special_ids(num_symbols)
+def teacher_forcing(targets, targets_mask, ids: TextIds):
+  """Data targets [B, T] → (LLM inputs [BOS, t1..tn, 0..], outputs [t1..tn, EOS, 0..], output mask),
+  each [B, T + 1]."""
+  bos, eos = ids.bos, ids.eos
   lengths = targets_mask.sum(-1)
   targets = jnp.where(targets_mask, targets, 0)
   inputs = jnp.concatenate([jnp.full((targets.shape[0], 1), bos, targets.dtype), targets], axis=1)
@@ -71,12 +86,12 @@ def teacher_forcing(targets, targets_mask, num_symbols: int):
   return inputs, outputs, positions <= lengths[:, None]
 
 
-def greedy_decode(cfg, params, audio, audio_mask, max_length: int):
-  """Greedy transcripts with the KV cache: ids [B, max_length] (symbol ids 1..V, EOS, then 0) under one
-  jit (`cfg` static). `params` = {"prefix": ..., "llm": ... (LoRA merged)}."""
+def greedy_decode(cfg, params, audio, audio_mask, max_length: int, ids: TextIds):
+  """Greedy transcripts with the KV cache: ids [B, max_length] (text ids, EOS, then 0) under one jit
+  (`cfg`, `ids` static). `params` = {"prefix": ..., "llm": ... (LoRA merged)}."""
   frozen = ml_collections.FrozenConfigDict(cfg)
   prefix, prefix_mask = AudioPrefix(frozen).apply({"params": params["prefix"]}, audio, audio_mask)
-  bos, eos, _ = special_ids(cfg.llm.vocab_size - 3)
+  bos, eos = ids.bos, ids.eos
   model = llama.from_config(cfg.llm, decode=True)
   batch, audio_len = prefix_mask.shape
   total = audio_len + max_length

@@ -28,6 +28,8 @@ from speechjax.data import vocab
 from speechjax.models import llama, registry, speech_llm
 from speechjax.nn import layer_stack, lora
 from speechjax.parallel import mesh as mesh_lib
+from speechjax.text import symbols_of
+from speechjax.text_tokenizer import TextTokenizer
 from speechjax.tasks import base, pretrained
 from speechjax.train import checkpoint
 
@@ -66,7 +68,7 @@ def resolve(config) -> None:
   pretrained.resolve_architecture(view)
   config.model.encoder = view.model
   vocab.resolve(config.data)
-  config.model.llm.vocab_size = speech_llm.special_ids(len(config.data.target_vocab))[2]
+  config.model.llm.vocab_size = speech_llm.text_ids(config.data).vocab_size
   frozen = set(config.optim.frozen)
   if t.llm_mode != "full":
     frozen.add("llm/.*")
@@ -79,6 +81,7 @@ class Task(base.Task):
 
   def __init__(self, config):
     resolve(config)
+    self.text = speech_llm.text_ids(config.data)
     super().__init__(config)
 
   def build_model(self):
@@ -86,8 +89,7 @@ class Task(base.Task):
     return SpeechLLM(ml_collections.FrozenConfigDict(self.config.model))
 
   def model_inputs(self, batch):
-    inputs, _, mask = speech_llm.teacher_forcing(batch["targets"], batch["targets_mask"],
-                                                 len(self.config.data.target_vocab))
+    inputs, _, mask = speech_llm.teacher_forcing(batch["targets"], batch["targets_mask"], self.text)
     return batch["audio"], batch["audio_mask"], inputs, mask
 
   def abstract_variables(self, batch):
@@ -123,8 +125,7 @@ class Task(base.Task):
   def loss(self, params, batch, rng, train, step):
     del step
     audio, audio_mask, inputs, mask = self.model_inputs(batch)
-    _, outputs, out_mask = speech_llm.teacher_forcing(batch["targets"], batch["targets_mask"],
-                                                      len(self.config.data.target_vocab))
+    _, outputs, out_mask = speech_llm.teacher_forcing(batch["targets"], batch["targets_mask"], self.text)
     mask_rng, dropout_rng = jax.random.split(rng)
     logits = self.model.apply({"params": self.model_params(params, train)}, audio, audio_mask, inputs, mask,
                               train=train, rngs={"mask": mask_rng, "dropout": dropout_rng})
@@ -168,16 +169,19 @@ def load_llm(path: str, llm_cfg, like):
 
 
 def greedy_transcriber(config, params):
-  """jitted (audio [B, T], audio_mask) → symbol ids per row (lists, EOS and after removed): the checkpoint's
-  greedy transcripts with the KV cache."""
+  """(jitted (audio [B, T], audio_mask) → text ids per row (lists, EOS and after removed): the
+  checkpoint's greedy transcripts with the KV cache; ids → target symbols, for scoring)."""
   task = Task(config)
-  length = config.data.max_target_length + 1
-  bos, eos, _ = speech_llm.special_ids(len(config.data.target_vocab))
+  text, length = task.text, config.data.max_target_length + 1
   decode = jax.jit(lambda p, a, m: speech_llm.greedy_decode(config.model, task.model_params(p, False), a, m,
-                                                            length))
+                                                            length, text))
 
   def transcribe(audio, audio_mask):
-    rows = jax.device_get(decode(params, audio, audio_mask))
-    return [[int(i) for i in row[:list(row).index(eos)] if 0 < i < bos] if eos in row
-            else [int(i) for i in row if 0 < i < bos] for row in rows]
-  return transcribe
+    rows = [list(row) for row in jax.device_get(decode(params, audio, audio_mask))]
+    return [[int(i) for i in row[:row.index(text.eos) if text.eos in row else None] if i > 0]
+            for row in rows]
+
+  if config.data.get("text_tokenizer"):
+    tokenizer = TextTokenizer.load(config.data.text_tokenizer)
+    return transcribe, lambda ids: symbols_of("transcript", tokenizer.decode(ids))
+  return transcribe, lambda ids: vocab.decode(ids, config.data.target_vocab)

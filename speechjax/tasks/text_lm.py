@@ -18,15 +18,15 @@ class Task(base.Task):
 
   def __init__(self, config):
     vocab.resolve(config.data)
-    config.model.vocab_size = speech_llm.special_ids(len(config.data.target_vocab))[2]
+    self.text = speech_llm.text_ids(config.data)
+    config.model.vocab_size = self.text.vocab_size
     super().__init__(config)
 
   def build_model(self):
     return llama.from_config(self.config.model)
 
   def _teacher_forcing(self, batch):
-    symbols = len(self.config.data.target_vocab)
-    return speech_llm.teacher_forcing(batch["targets"], batch["targets_mask"], symbols)
+    return speech_llm.teacher_forcing(batch["targets"], batch["targets_mask"], self.text)
 
   def model_inputs(self, batch):
     return (self._teacher_forcing(batch)[0],)

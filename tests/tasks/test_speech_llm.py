@@ -25,7 +25,7 @@ def _config(data, *overrides):
 
 def test_teacher_forcing_shifts_and_ends_with_eos():
   targets = jnp.array([[3, 1, 2, 0], [2, 0, 0, 0]])
-  inputs, outputs, mask = speech_llm.teacher_forcing(targets, targets > 0, num_symbols=3)   # BOS 4, EOS 5
+  inputs, outputs, mask = speech_llm.teacher_forcing(targets, targets > 0, speech_llm.TextIds(4, 5, 6))
   np.testing.assert_array_equal(inputs, [[4, 3, 1, 2, 0], [4, 2, 0, 0, 0]])
   np.testing.assert_array_equal(outputs, [[3, 1, 2, 5, 0], [2, 5, 0, 0, 0]])
   np.testing.assert_array_equal(mask, [[1, 1, 1, 1, 0], [1, 1, 0, 0, 0]])
@@ -41,7 +41,8 @@ def test_cached_greedy_decoding_equals_full_recomputation():
   model = llama.from_config(cfg.llm)
   llm_params = model.init(jax.random.PRNGKey(2), jnp.zeros((1, 4), jnp.int32))["params"]
   llm_params = jax.tree.map(lambda x: x * 4.0, llm_params)   # peaked logits: a varied greedy path
-  ids = speech_llm.greedy_decode(cfg, {"prefix": prefix_params, "llm": llm_params}, audio, audio_mask, 12)
+  ids = speech_llm.greedy_decode(cfg, {"prefix": prefix_params, "llm": llm_params}, audio, audio_mask, 12,
+                                 speech_llm.TextIds(11, 12, 13))
   prefix, prefix_mask = speech_llm.AudioPrefix(frozen).apply({"params": prefix_params}, audio, audio_mask)
   tokens = jnp.full((2, 1), 11, jnp.int32)   # BOS = 10 + 1
   for _ in range(11):   # no cache: the whole sequence again at every step
