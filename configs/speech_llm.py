@@ -27,6 +27,7 @@ def get_config(arg=None):
       freeze_encoder=False,
       lora_rank=8,
       lora_alpha=16.0,
+      mtp_weight=1.0,      # loss weight of the multi-token heads (model.llm.mtp_heads > 0)
   ))
   cfg = common.base_config(model, task)
   cfg.init_from = ""              # encoder workdir/checkpoint (any encoder family), "" = random init

@@ -6,6 +6,8 @@
                                                                # (Speech-LLaMA) → logits [B, A + L, V]
     logits = model.apply({"params": p}, tokens, mask=m)        # key padding mask [B, A + L] (decoding:
                                                                # [B, cache length])
+    logits = model.apply({"params": p}, tokens, all_heads=True)  # [B, L, 1 + mtp_heads, V]: head j
+                                                               # predicts the token j + 1 further on
 
 embed_tokens [V, D] → decoder layers (`speechjax.nn.llama`; scanned when `scan_layers`) → `norm` (RMSNorm)
 → `lm_head` [D, V] (no bias), or the embedding transposed when `tie_word_embeddings`. Positions 0..L−1
@@ -16,7 +18,9 @@ Config fields are HF `LlamaConfig`'s: vocab_size, hidden_size, intermediate_size
 num_attention_heads, num_key_value_heads, head_dim (0: hidden_size / heads), rms_norm_eps, rope_theta,
 max_position_embeddings, tie_word_embeddings, attention_bias, mlp_bias, bos_token_id, eos_token_id; RoPE
 scaling flattened into rope_type ("default" | "linear" | "llama3"), rope_factor, rope_low_freq_factor,
-rope_high_freq_factor, rope_original_max_position; plus scan_layers, remat_policy, dtype.
+rope_high_freq_factor, rope_original_max_position; plus mtp_heads (extra heads for multi-token prediction,
+Raj et al. 2024's latent-space expansion: a D×D matrix per head before the shared un-embedding; their
+params `mtp_<j>` exist only when called with all_heads=True), scan_layers, remat_policy, dtype.
 Presets: `tiny` (CPU), `smollm_135m`, `tinyllama_1b`, `llama3_2_1b` (the public checkpoints' shapes).
 """
 from __future__ import annotations
@@ -38,7 +42,7 @@ _BASE = dict(
     num_attention_heads=32, num_key_value_heads=32, head_dim=0, rms_norm_eps=1e-5, rope_theta=10000.0,
     rope_type="default", rope_factor=1.0, rope_low_freq_factor=1.0, rope_high_freq_factor=4.0,
     rope_original_max_position=8192, max_position_embeddings=2048, tie_word_embeddings=False,
-    attention_bias=False, mlp_bias=False, bos_token_id=1, eos_token_id=2, scan_layers=True,
+    attention_bias=False, mlp_bias=False, bos_token_id=1, eos_token_id=2, mtp_heads=0, scan_layers=True,
     remat_policy="none", dtype="float32")
 
 _PRESETS = {
@@ -98,7 +102,7 @@ class LlamaForCausalLM(nn.Module):
   decode: bool = False
 
   @nn.compact
-  def __call__(self, tokens, *, prefix=None, mask=None):
+  def __call__(self, tokens, *, prefix=None, mask=None, all_heads: bool = False):
     c, dtype = self.config, jnp.dtype(self.config.dtype)
     embed = nn.Embed(c.vocab_size, c.hidden_size, dtype=dtype, name="embed_tokens",
                      embedding_init=logical(nn.initializers.normal(0.02), "vocab", "embed"))
@@ -110,9 +114,18 @@ class LlamaForCausalLM(nn.Module):
                       train_argnum=None)
     x = llama.RMSNorm(c.rms_norm_eps, dtype, name="norm")(x)
     if c.tie_word_embeddings:
-      return embed.attend(x).astype(jnp.float32)
-    return nn.Dense(c.vocab_size, use_bias=False, dtype=dtype, name="lm_head",
-                    kernel_init=logical(nn.initializers.normal(0.02), "embed", "vocab"))(x).astype(jnp.float32)
+      unembed = embed.attend
+    else:
+      unembed = nn.Dense(c.vocab_size, use_bias=False, dtype=dtype, name="lm_head",
+                         kernel_init=logical(nn.initializers.normal(0.02), "embed", "vocab"))
+    if not all_heads:
+      return unembed(x).astype(jnp.float32)
+    # multi-token prediction (latent-space expansion): head j maps x by its own D×D matrix (identity at
+    # init) into the shared un-embedding and predicts the token j + 1 positions further on
+    heads = [x] + [nn.Dense(c.hidden_size, use_bias=False, dtype=dtype, name=f"mtp_{j}",
+                            kernel_init=logical(lambda k, s, d: jnp.eye(s[0], dtype=d), "embed", None))(x)
+                   for j in range(1, c.mtp_heads + 1)]
+    return jnp.stack([unembed(h) for h in heads], axis=2).astype(jnp.float32)
 
   def _positions(self, length: int):
     """[L] positions of this call: 0..L−1, or (decode) the next L after those already cached."""

@@ -89,15 +89,9 @@ def teacher_forcing(targets, targets_mask, ids: TextIds):
 def greedy_decode(cfg, params, audio, audio_mask, max_length: int, ids: TextIds):
   """Greedy transcripts with the KV cache: ids [B, max_length] (text ids, EOS, then 0) under one jit
   (`cfg`, `ids` static). `params` = {"prefix": ..., "llm": ... (LoRA merged)}."""
-  frozen = ml_collections.FrozenConfigDict(cfg)
-  prefix, prefix_mask = AudioPrefix(frozen).apply({"params": params["prefix"]}, audio, audio_mask)
   bos, eos = ids.bos, ids.eos
-  model = llama.from_config(cfg.llm, decode=True)
-  batch, audio_len = prefix_mask.shape
-  total = audio_len + max_length
-  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros([batch, total], jnp.int32)))
-  cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), nn.unbox(shapes["cache"]))
-  mask = jnp.concatenate([prefix_mask, jnp.ones([batch, max_length], bool)], axis=1)
+  model, cache, prefix, mask = _decode_setup(cfg, params, audio, audio_mask, max_length)
+  batch = prefix.shape[0]
   first = jnp.full([batch, 1], bos, jnp.int32)
   logits, updates = model.apply({"params": params["llm"], "cache": cache}, first, prefix=prefix, mask=mask,
                                 mutable=["cache"])
@@ -115,3 +109,54 @@ def greedy_decode(cfg, params, audio, audio_mask, max_length: int, ids: TextIds)
   done = jnp.zeros([batch], bool)
   out, _, _, _ = jax.lax.fori_loop(0, max_length - 1, body, (out, logits[:, -1], updates["cache"], done))
   return out
+
+
+def _decode_setup(cfg, params, audio, audio_mask, max_length: int):
+  """(model with a KV cache, zero cache for prefix + max_length slots, prefix, key mask)."""
+  frozen = ml_collections.FrozenConfigDict(cfg)
+  prefix, prefix_mask = AudioPrefix(frozen).apply({"params": params["prefix"]}, audio, audio_mask)
+  model = llama.from_config(cfg.llm, decode=True)
+  batch, audio_len = prefix_mask.shape
+  total = audio_len + max_length
+  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros([batch, total], jnp.int32)))
+  cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), nn.unbox(shapes["cache"]))
+  mask = jnp.concatenate([prefix_mask, jnp.ones([batch, max_length], bool)], axis=1)
+  return model, cache, prefix, mask
+
+
+def multi_token_decode(cfg, params, audio, audio_mask, max_length: int, ids: TextIds):
+  """Greedy transcript of one utterance (B = 1) with the `mtp_heads` future heads drafting k tokens that the
+  next call verifies (Raj et al. 2024, verification-based): each call feeds [last, d1 .. dk], accepts the
+  drafts that equal the model's own greedy choices, and adds one more (its choice after the last accepted
+  draft). The output equals plain greedy decoding; each call yields 1 .. k + 1 tokens.
+  Returns (ids [max_length] as `greedy_decode`, decoder calls including the prefill)."""
+  k = cfg.llm.mtp_heads
+  model, cache, prefix, mask = _decode_setup(cfg, params, audio, audio_mask, max_length + k + 1)
+  first = jnp.full([1, 1], ids.bos, jnp.int32)
+  heads, updates = model.apply({"params": params["llm"], "cache": cache}, first, prefix=prefix, mask=mask,
+                               all_heads=True, mutable=["cache"])
+  guesses = jnp.argmax(heads[0, -1], -1).astype(jnp.int32)               # [1 + k]: next, then drafts
+  out = jnp.zeros([max_length + k + 1], jnp.int32).at[0].set(guesses[0])
+  state = (out, jnp.int32(1), guesses[0], guesses[1:], updates["cache"], jnp.int32(1))
+
+  def running(state):
+    out, n, last, _, _, _ = state
+    return (n < max_length) & ~jnp.any((out == ids.eos) & (jnp.arange(out.shape[0]) < n))
+
+  def step(state):
+    out, n, last, drafts, cache, calls = state
+    fed = jnp.concatenate([last[None], drafts])[None]                     # [1, k + 1]
+    heads, updates = model.apply({"params": params["llm"], "cache": cache}, fed, mask=mask, all_heads=True,
+                                 mutable=["cache"])
+    choice = jnp.argmax(heads[0], -1).astype(jnp.int32)                   # [k + 1, 1 + k]
+    accepted = jnp.sum(jnp.cumprod(drafts == choice[:-1, 0]))            # leading drafts the model agrees with
+    new = jnp.where(jnp.arange(k + 1) < accepted, jnp.concatenate([drafts, drafts[:1]]), 0)
+    new = jnp.where(jnp.arange(k + 1) == accepted, choice[accepted, 0], new)
+    cache = {**updates["cache"], "index": cache["index"] + accepted + 1}   # rejected slots get overwritten
+    out = jax.lax.dynamic_update_slice(out, new, (n,))
+    return out, n + accepted + 1, choice[accepted, 0], choice[accepted, 1:], cache, calls + 1
+
+  out, n, _, _, _, calls = jax.lax.while_loop(running, step, state)
+  seen_eos = jnp.cumsum(out == ids.eos) - (out == ids.eos) > 0            # positions after the first EOS
+  out = jnp.where(seen_eos | (jnp.arange(out.shape[0]) >= n), 0, out)
+  return out[:max_length], calls

@@ -14,6 +14,8 @@ are added to `optim.frozen`). `init_from` warm-starts the encoder from any encod
 whose vocabulary the data's symbols index).
 Targets are the data's `data.targets` symbols (`transcript`: characters), mapped as in
 `speech_llm.teacher_forcing`; logged: `token_accuracy` (teacher-forced argmax hits on transcript + EOS).
+With `model.llm.mtp_heads` = k > 0 the loss adds `task.mtp_weight` × the mean cross-entropy of the k future
+heads (multi-token prediction; `speech_llm.multi_token_decode` uses them).
 """
 from __future__ import annotations
 
@@ -42,14 +44,15 @@ LLM_ARCHITECTURE = ("vocab_size", "hidden_size", "intermediate_size", "num_hidde
 
 class SpeechLLM(nn.Module):
   """AudioPrefix ("prefix") + LlamaForCausalLM ("llm"): (audio, audio_mask, inputs [B, T], mask [B, T])
-  → text logits [B, T, V]."""
+  → text logits [B, T, 1 + llm.mtp_heads, V] (head j predicts the token j + 1 further on)."""
   config: ml_collections.FrozenConfigDict
 
   @nn.compact
   def __call__(self, audio, audio_mask, inputs, inputs_mask, train: bool = False):
     prefix, prefix_mask = speech_llm.AudioPrefix(self.config, name="prefix")(audio, audio_mask, train)
     mask = jnp.concatenate([prefix_mask, inputs_mask], axis=1)
-    logits = llama.LlamaForCausalLM(self.config.llm, name="llm")(inputs, prefix=prefix, mask=mask)
+    logits = llama.LlamaForCausalLM(self.config.llm, name="llm")(inputs, prefix=prefix, mask=mask,
+                                                                 all_heads=True)
     return logits[:, prefix.shape[1]:]
 
 
@@ -129,11 +132,17 @@ class Task(base.Task):
     mask_rng, dropout_rng = jax.random.split(rng)
     logits = self.model.apply({"params": self.model_params(params, train)}, audio, audio_mask, inputs, mask,
                               train=train, rngs={"mask": mask_rng, "dropout": dropout_rng})
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, outputs)
-    count = jnp.maximum(out_mask.sum(), 1)
-    loss = jnp.where(out_mask, ce, 0.0).sum() / count
-    hits = (jnp.argmax(logits, -1) == outputs) & out_mask
-    return loss, {"token_accuracy": hits.sum() / count, "tokens": out_mask.sum()}
+    loss, metrics = 0.0, {"tokens": out_mask.sum()}
+    for j in range(logits.shape[2]):   # head j: the token j + 1 ahead (j = 0: the next token)
+      target = jnp.pad(outputs[:, j:], ((0, 0), (0, j)))
+      valid = jnp.pad(out_mask[:, j:], ((0, 0), (0, j)))
+      count = jnp.maximum(valid.sum(), 1)
+      ce = jnp.where(valid, optax.softmax_cross_entropy_with_integer_labels(logits[:, :, j], target), 0.0)
+      hits = (jnp.argmax(logits[:, :, j], -1) == target) & valid
+      name = "" if j == 0 else f"mtp{j}_"
+      metrics.update({f"{name}token_accuracy": hits.sum() / count, f"{name}ce": ce.sum() / count})
+      loss = loss + (1.0 if j == 0 else self.config.task.mtp_weight / (logits.shape[2] - 1)) * ce.sum() / count
+    return loss, metrics
 
   def warm_start(self, params):
     prefix = pretrained.warm_start(_encoder_view(self.config), params["prefix"])

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from flax import linen as nn
 
 import speechjax
 from speechjax import config as config_lib
@@ -101,3 +102,35 @@ def test_text_lm_run_warm_starts_the_llm(synth_records, tmp_path):
   bad = _config(synth_records, f"--config.llm_init={tmp_path / 'lm'}", "--config.model.llm.hidden_size=64")
   with pytest.raises(ValueError, match="model.llm.hidden_size"):
     trainer.Trainer(bad, str(tmp_path / "bad"))
+
+
+def test_multi_token_decoding_equals_greedy_and_needs_fewer_calls_when_drafts_agree():
+  cfg = config_lib.load(SPEC, ["--config.model.llm.mtp_heads=3"]).model
+  cfg.llm.vocab_size = 13
+  frozen = ml_collections.FrozenConfigDict(cfg)
+  ids = speech_llm.TextIds(11, 12, 13)
+  audio = jax.random.normal(jax.random.PRNGKey(0), (1, 16000)) * 0.3
+  audio_mask = jnp.ones((1, 16000), bool)
+  prefix_params = speech_llm.AudioPrefix(frozen).init(jax.random.PRNGKey(1), audio, audio_mask)["params"]
+  model = llama.from_config(cfg.llm)
+  llm_params = nn.unbox(model.init(jax.random.PRNGKey(2), jnp.zeros((1, 4), jnp.int32),
+                                   all_heads=True)["params"])
+  llm_params = jax.tree.map(lambda x: x * 4.0, llm_params)
+  params = {"prefix": prefix_params, "llm": llm_params}
+  greedy = np.asarray(speech_llm.greedy_decode(cfg, params, audio, audio_mask, 24, ids))[0]
+  mtp, calls = speech_llm.multi_token_decode(cfg, params, audio, audio_mask, 24, ids)
+  np.testing.assert_array_equal(np.asarray(mtp)[:23], greedy[:23])
+  produced = int((np.asarray(mtp) > 0).sum())
+  assert 1 <= int(calls) <= produced
+  # an LLM that always writes token 5 (every token embeds to ones, every layer is zero, so the residual
+  # stream stays ones; the head picks 5): every draft is accepted, k + 1 tokens per call
+  constant = jax.tree.map(jnp.zeros_like, llm_params)
+  constant["embed_tokens"]["embedding"] = jnp.ones_like(llm_params["embed_tokens"]["embedding"])
+  constant["norm"]["scale"] = jnp.ones_like(llm_params["norm"]["scale"])
+  head = jnp.zeros_like(llm_params["lm_head"]["kernel"]).at[:, 5].set(1.0)
+  constant["lm_head"]["kernel"] = head
+  for j in range(1, 4):
+    constant[f"mtp_{j}"]["kernel"] = jnp.eye(head.shape[0])
+  params = {"prefix": prefix_params, "llm": constant}   # attention is zero: the audio cannot matter
+  out, calls = speech_llm.multi_token_decode(cfg, params, audio, audio_mask, 24, ids)
+  assert int(calls) == 1 + -(-23 // 4) and list(np.asarray(out)) == [5] * 24
