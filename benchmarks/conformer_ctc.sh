@@ -17,7 +17,7 @@ for family in wav2vec2 wav2vec2_conformer w2v_bert; do
       --config.train.num_steps="$STEPS" --config.checkpoint.save_every="$STEPS"
   [ -f "$OUT/ctc_$family/config.json" ] && [ -d "$OUT/ctc_$family/checkpoints/1500" ] || speechjax train \
       --config configs/ctc.py:tiny --workdir "$OUT/ctc_$family" --config.init_from="$OUT/$family"
-  speechjax eval --ckpt "$OUT/ctc_$family" --beam 8 > /dev/null
-  echo "$family: $(cat "$OUT/ctc_$family/scores.json" | tr -d '\n')" >> "$OUT/results.txt"
+  speechjax eval --ckpt "$OUT/ctc_$family" --beam 8 --out "$OUT/ctc_$family/eval" > /dev/null
+  echo "$family: $(tr -d '\n' < "$OUT/ctc_$family/eval/scores.json")" >> "$OUT/results.txt"
 done
 cat "$OUT/results.txt"
