@@ -34,6 +34,7 @@ from speechjax.config import ConfigError, require
 from speechjax.models import sampling, token_lm
 from speechjax.nn import llama
 from speechjax.nn.layer_stack import REMAT_POLICIES, run_layers
+from speechjax.nn.lm_transformer import decode_positions
 from speechjax.nn.partitioning import logical
 from speechjax.nn.transformer import SCAN_MIN_LAYERS
 
@@ -128,16 +129,7 @@ class LlamaForCausalLM(nn.Module):
     return jnp.stack([unembed(h) for h in heads], axis=2).astype(jnp.float32)
 
   def _positions(self, length: int):
-    """[L] positions of this call: 0..L−1, or (decode) the next L after those already cached."""
-    if not self.decode:
-      return jnp.arange(length)
-    initialized = self.has_variable("cache", "index")
-    index = self.variable("cache", "index", lambda: jnp.zeros([], jnp.int32))
-    if not initialized:
-      return jnp.arange(length)
-    start = index.value
-    index.value = start + length
-    return start + jnp.arange(length)
+    return decode_positions(self, length, self.decode)
 
 
 def from_config(cfg, decode: bool = False) -> LlamaForCausalLM:

@@ -24,7 +24,7 @@ from flax import linen as nn
 
 from speechjax.config import ConfigError, require
 from speechjax.models import sampling
-from speechjax.nn.lm_transformer import Stack, StackConfig
+from speechjax.nn.lm_transformer import Stack, StackConfig, decode_positions
 from speechjax.nn.partitioning import dense_inits, logical
 from speechjax.nn.layer_stack import REMAT_POLICIES
 from speechjax.nn.transformer import SCAN_MIN_LAYERS
@@ -92,16 +92,7 @@ class TokenLM(nn.Module):
         x).astype(jnp.float32)
 
   def _positions(self, length: int):
-    """[L] positions of this call: 0..L−1, or (decode) the next L after those already cached."""
-    if not self.decode:
-      return jnp.arange(length)
-    initialized = self.has_variable("cache", "index")
-    index = self.variable("cache", "index", lambda: jnp.zeros([], jnp.int32))
-    if not initialized:
-      return jnp.arange(length)
-    start = index.value
-    index.value = start + length
-    return start + jnp.arange(length)
+    return decode_positions(self, length, self.decode)
 
 
 def from_config(cfg, decode: bool = False) -> TokenLM:

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from speechjax.nn.lm_transformer import write_cache
 from speechjax.nn.partitioning import logical
 from speechjax.nn.transformer import ACTIVATION, HeadDense
 
@@ -109,7 +110,7 @@ class LlamaAttention(nn.Module):
     v = proj("v_proj", c.num_kv_heads)
     key_positions = positions
     if c.decode:
-      k, v, key_positions = self._cached(k, v, positions)
+      k, v, key_positions = write_cache(self, k, v, positions)
     q = q.reshape(*q.shape[:2], c.num_kv_heads, group, c.head_dim)
     logits = jnp.einsum("bqgrd,bkgd->bgrqk", q, k, preferred_element_type=jnp.float32) * c.head_dim ** -0.5
     allowed = (key_positions[None, :] <= positions[:, None])[None, None, None]
@@ -120,20 +121,6 @@ class LlamaAttention(nn.Module):
                                                                            c.head_dim)
     return HeadDense((c.num_heads, c.head_dim, dim), ("heads", "kv", "embed"), "bthk,hkd->btd", c.dtype,
                      c.attention_bias, name="o_proj")(y)
-
-  def _cached(self, k, v, positions):
-    """Writes k, v [B, L, Hkv, Dh] at positions[0]; returns every slot and its position. The allocating
-    call (init) sizes the cache by its own length."""
-    initialized = self.has_variable("cache", "cached_key")
-    cached_key = self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
-    cached_value = self.variable("cache", "cached_value", jnp.zeros, v.shape, v.dtype)
-    if not initialized:
-      return k, v, positions
-    start = (0, positions[0], 0, 0)
-    cached_key.value = jax.lax.dynamic_update_slice(cached_key.value, k, start)
-    cached_value.value = jax.lax.dynamic_update_slice(cached_value.value, v, start)
-    return cached_key.value, cached_value.value, jnp.arange(cached_key.value.shape[1])
-
 
 class LlamaMLP(nn.Module):
   """SwiGLU: down_proj(silu(gate_proj(x)) · up_proj(x)). [B, L, D] → [B, L, D]."""

@@ -90,19 +90,37 @@ class Attention(nn.Module):
                      self.dtype, name="out_proj")(y)
 
   def _cached(self, k, v, positions):
-    """Writes k, v [B, L, H, Dh] into the cache at positions[0]; returns all slots and their positions.
-    The allocating call (init) sizes the cache by its own length and attends to its own keys only."""
     if not self.causal:
       raise ValueError("a KV cache needs causal attention")
-    initialized = self.has_variable("cache", "cached_key")
-    cached_key = self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
-    cached_value = self.variable("cache", "cached_value", jnp.zeros, v.shape, v.dtype)
-    if not initialized:
-      return k, v, positions
-    start = (0, positions[0], 0, 0)
-    cached_key.value = jax.lax.dynamic_update_slice(cached_key.value, k, start)
-    cached_value.value = jax.lax.dynamic_update_slice(cached_value.value, v, start)
-    return cached_key.value, cached_value.value, jnp.arange(cached_key.value.shape[1])
+    return write_cache(self, k, v, positions)
+
+
+def write_cache(module: nn.Module, k, v, positions):
+  """Writes k, v [B, L, H, Dh] into `module`'s `cache` collection at positions[0]; returns all slots and
+  their positions. The allocating call (init) sizes the cache by its own length and attends to its own
+  keys only. Shared by every cached attention (token LMs, LLaMA)."""
+  initialized = module.has_variable("cache", "cached_key")
+  cached_key = module.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
+  cached_value = module.variable("cache", "cached_value", jnp.zeros, v.shape, v.dtype)
+  if not initialized:
+    return k, v, positions
+  start = (0, positions[0], 0, 0)
+  cached_key.value = jax.lax.dynamic_update_slice(cached_key.value, k, start)
+  cached_value.value = jax.lax.dynamic_update_slice(cached_value.value, v, start)
+  return cached_key.value, cached_value.value, jnp.arange(cached_key.value.shape[1])
+
+
+def decode_positions(module: nn.Module, length: int, decode: bool):
+  """[L] positions of a call: 0..L−1, or (decode) the next L after those already cached (`cache/index`)."""
+  if not decode:
+    return jnp.arange(length)
+  initialized = module.has_variable("cache", "index")
+  index = module.variable("cache", "index", lambda: jnp.zeros([], jnp.int32))
+  if not initialized:
+    return jnp.arange(length)
+  start = index.value
+  index.value = start + length
+  return start + jnp.arange(length)
 
 
 class Layer(nn.Module):
