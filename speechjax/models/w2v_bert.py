@@ -34,7 +34,6 @@ from speechjax.config import ConfigError, require
 from speechjax.models import wav2vec2, wav2vec2_conformer
 from speechjax.models.family import Family, HFNames
 from speechjax.nn import conformer
-from speechjax.nn.quantizers import GumbelVectorQuantizer
 from speechjax.nn.transformer import FeatureProjection, linear_inits
 
 _BASE = dict(
@@ -113,22 +112,12 @@ class W2vBertForPreTraining(nn.Module):
     c, dtype = self.config, jnp.dtype(self.config.dtype)
     out = Wav2Vec2BertModel(c, name="wav2vec2_bert")(inputs, input_mask, train=train, mask_time=mask_time,
                                                 output_hidden_states=True)
-    context = out["hidden_states"][c.contrastive_layers]
-    projected_states = nn.Dense(c.proj_codevector_dim, dtype=dtype, name="project_hid",
-                                **linear_inits("embed", None, c.hidden_size))(context)
-    features = nn.Dropout(c.feat_quantizer_dropout, deterministic=not train)(out["features"])
-    selected = jnp.where(out["mask"].any(), out["mask"], out["frame_mask"])
-    q = GumbelVectorQuantizer(c.num_codevector_groups, c.num_codevectors_per_group, c.codevector_dim,
-                              dtype, name="quantizer")(features, selected, gumbel_temperature, train)
-    projected_quantized = nn.Dense(c.proj_codevector_dim, dtype=dtype, name="project_q",
-                                   **linear_inits(None, None, c.codevector_dim))(q["quantized"])
+    heads = wav2vec2.contrastive_heads(c, out["hidden_states"][c.contrastive_layers], out, gumbel_temperature,
+                                       train)
     groups, vocab = c.num_codevector_groups, c.num_codevectors_per_group
     mlm = nn.Dense(groups * vocab, dtype=dtype, name="mlm_proj",
                    **linear_inits("embed", None, c.hidden_size))(out["last_hidden_state"])
-    return {**out, "projected_states": projected_states.astype(jnp.float32),
-            "projected_quantized": projected_quantized.astype(jnp.float32), "codes": q["codes"],
-            "prob_perplexity": q["prob_perplexity"], "code_perplexity": q["code_perplexity"],
-            "mlm_logits": mlm.reshape(*mlm.shape[:2], groups, vocab).astype(jnp.float32)}
+    return {**out, **heads, "mlm_logits": mlm.reshape(*mlm.shape[:2], groups, vocab).astype(jnp.float32)}
 
 
 def from_config(cfg, heads: bool = True) -> nn.Module:

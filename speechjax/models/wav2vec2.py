@@ -217,22 +217,30 @@ class Wav2Vec2ForPreTraining(nn.Module):
   @nn.compact
   def __call__(self, audio, audio_mask, *, train: bool = False, mask_time=None,
                gumbel_temperature: float = 2.0, output_hidden_states: bool = False):
-    c, dtype = self.config, jnp.dtype(self.config.dtype)
+    c = self.config
     name, encoder = self._encoder
     out = encoder(c, name=name)(audio, audio_mask, train=train, mask_time=mask_time,
                                 output_hidden_states=output_hidden_states)
-    hidden = out["last_hidden_state"]
-    projected_states = nn.Dense(c.proj_codevector_dim, dtype=dtype, name="project_hid",
-                                **linear_inits("embed", None, c.hidden_size))(hidden)
-    features = nn.Dropout(c.feat_quantizer_dropout, deterministic=not train)(out["features"])
-    selected = jnp.where(out["mask"].any(), out["mask"], out["frame_mask"])
-    q = GumbelVectorQuantizer(c.num_codevector_groups, c.num_codevectors_per_group, c.codevector_dim,
-                              dtype, name="quantizer")(features, selected, gumbel_temperature, train)
-    projected_quantized = nn.Dense(c.proj_codevector_dim, dtype=dtype, name="project_q",
-                                   **linear_inits(None, None, c.codevector_dim))(q["quantized"])
-    return {**out, "projected_states": projected_states.astype(jnp.float32),
-            "projected_quantized": projected_quantized.astype(jnp.float32), "codes": q["codes"],
-            "prob_perplexity": q["prob_perplexity"], "code_perplexity": q["code_perplexity"]}
+    return {**out, **contrastive_heads(c, out["last_hidden_state"], out, gumbel_temperature, train)}
+
+
+def contrastive_heads(c, context, out, gumbel_temperature, train: bool) -> dict:
+  """The contrastive heads, created in the calling module (call inside its compact method): project_hid of
+  `context` [B, F, D], the Gumbel quantizer of `out["features"]` (over masked frames, else real ones) and
+  project_q → projected_states, projected_quantized, codes, prob_perplexity, code_perplexity. Shared with
+  w2v-BERT, whose context is an intermediate layer."""
+  dtype = jnp.dtype(c.dtype)
+  projected_states = nn.Dense(c.proj_codevector_dim, dtype=dtype, name="project_hid",
+                              **linear_inits("embed", None, c.hidden_size))(context)
+  features = nn.Dropout(c.feat_quantizer_dropout, deterministic=not train)(out["features"])
+  selected = jnp.where(out["mask"].any(), out["mask"], out["frame_mask"])
+  q = GumbelVectorQuantizer(c.num_codevector_groups, c.num_codevectors_per_group, c.codevector_dim,
+                            dtype, name="quantizer")(features, selected, gumbel_temperature, train)
+  projected_quantized = nn.Dense(c.proj_codevector_dim, dtype=dtype, name="project_q",
+                                 **linear_inits(None, None, c.codevector_dim))(q["quantized"])
+  return {"projected_states": projected_states.astype(jnp.float32),
+          "projected_quantized": projected_quantized.astype(jnp.float32), "codes": q["codes"],
+          "prob_perplexity": q["prob_perplexity"], "code_perplexity": q["code_perplexity"]}
 
 
 def from_config(cfg, heads: bool = True) -> nn.Module:
