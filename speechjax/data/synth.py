@@ -12,7 +12,9 @@ covers samples [i*hop, (i+1)*hop) and carries the phone active at its centre), "
 "language"}. Phone ids index `synth.json["phones"]`; id 0 is "sil" (before the first phone, after
 the last one, and in pauses). Phone symbols are eSpeak mnemonics without stress marks.
 
-Sentences are drawn from `wordfreq` word lists with frequency-proportional (Zipf-like) sampling.
+Sentences (`text`): "zipf" (default) draws words from `wordfreq` word lists with frequency-proportional
+(Zipf-like) sampling, with no syntax; "grammar" draws from a small grammar per language
+(`speechjax.data.grammar`: agreement, word order, ~90 words), for text LMs (Speech-LLaMA).
 A speaker is an eSpeak voice variant with its own base pitch, pitch range and rate; the test split
 uses voice variants that no train speaker uses. All randomness comes from `seed` and the utterance
 index, and every eSpeak call starts from a freshly loaded library, so the files are byte-identical
@@ -38,12 +40,14 @@ import scipy.signal
 import soundfile
 import wordfreq
 
-from speechjax.data import espeak
+from speechjax.data import espeak, grammar
 
 # Equal to records.SAMPLE_RATE; not imported from there, so that worker processes do not load
 # TensorFlow.
 SAMPLE_RATE = 16000
 VERSION = 1
+TEXTS = ("zipf", "grammar")
+_IDENTITY_DEFAULTS = {"text": "zipf"}   # identity fields added after corpora were written without them
 SPLITS = ("train", "test")
 SILENCE = "sil"
 HOPS = {"align_10ms": 160, "align_20ms": 320}  # samples per label frame at 16 kHz
@@ -131,8 +135,8 @@ class Rendered:
 # ----------------------------------------------------------------------------- arguments
 
 
-def _check_arguments(size: str, seed: int, languages, workers,
-                     noise_snr_db) -> tuple[str, ...]:
+def _check_arguments(size: str, seed: int, languages, workers, noise_snr_db,
+                     text: str = "zipf") -> tuple[str, ...]:
   """Validates the arguments of `generate`; returns `languages` as a tuple."""
   if size not in SIZES:
     raise ValueError(f"size: unknown size {size!r}; expected one of {sorted(SIZES)}")
@@ -144,6 +148,11 @@ def _check_arguments(size: str, seed: int, languages, workers,
   if not languages or unknown:
     raise ValueError(f"languages: unsupported {unknown or languages!r}; supported (wordfreq word "
                      f"lists and eSpeak NG dictionaries): {supported}")
+  if text not in TEXTS:
+    raise ValueError(f"text: unknown {text!r}; expected one of {TEXTS}")
+  if text == "grammar" and set(languages) - set(grammar.LANGUAGES):
+    raise ValueError(f"languages: no grammar for {sorted(set(languages) - set(grammar.LANGUAGES))}; "
+                     f"grammars exist for {list(grammar.LANGUAGES)}")
   if len(set(languages)) != len(languages):
     raise ValueError(f"languages: duplicates in {languages!r}")
   if workers is not None and (not isinstance(workers, int) or workers < 1):
@@ -153,10 +162,10 @@ def _check_arguments(size: str, seed: int, languages, workers,
   return languages
 
 
-def _identity(size: str, seed: int, noise_snr_db, languages) -> dict:
+def _identity(size: str, seed: int, noise_snr_db, languages, text: str) -> dict:
   """The fields of synth.json that decide whether an existing corpus can be reused."""
   return {"version": VERSION, "size": size, "seed": seed, "noise_snr_db": noise_snr_db,
-          "languages": list(languages)}
+          "languages": list(languages), "text": text}
 
 
 # ----------------------------------------------------------------------------- text
@@ -228,9 +237,10 @@ def _speakers(size: Size, seed: int, languages: tuple[str, ...]) -> dict[str, li
 
 
 def _utterance(split: str, index: int, speaker: Speaker, seed: int,
-               noise_snr_db: float | None) -> Utterance:
+               noise_snr_db: float | None, text_kind: str) -> Utterance:
   rng = np.random.default_rng((seed, _UTTERANCE, SPLITS.index(split), index))
-  text, transcript = _sentence(rng, speaker.language)
+  draw = grammar.sentence if text_kind == "grammar" else _sentence
+  text, transcript = draw(rng, speaker.language)
   return Utterance(
       uid=f"{split}-{index:06d}", split=split, text=text, transcript=transcript, speaker=speaker,
       rate=int(round(speaker.rate * rng.uniform(0.92, 1.08))),
@@ -242,14 +252,14 @@ def _utterance(split: str, index: int, speaker: Speaker, seed: int,
 
 
 def plan(size: str, seed: int, languages: tuple[str, ...] = ("en",),
-         noise_snr_db: float | None = None) -> list[Utterance]:
+         noise_snr_db: float | None = None, text: str = "zipf") -> list[Utterance]:
   """All utterances of a corpus, train then test, in id order."""
   preset = SIZES[size]
   total = max(round(preset.seconds / MEAN_UTTERANCE_SECONDS), 2 * preset.test_speakers)
   num_test = max(round(total * TEST_FRACTION), preset.test_speakers)
   counts = {"train": total - num_test, "test": num_test}
   speakers = _speakers(preset, seed, languages)
-  return [_utterance(split, i, speakers[split][i % len(speakers[split])], seed, noise_snr_db)
+  return [_utterance(split, i, speakers[split][i % len(speakers[split])], seed, noise_snr_db, text)
           for split in SPLITS for i in range(counts[split])]
 
 
@@ -378,14 +388,15 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 def is_generated(out_dir: str, size: str = "tiny", seed: int = 0,
-                 noise_snr_db: float | None = None, languages=("en",)) -> bool:
+                 noise_snr_db: float | None = None, languages=("en",), text: str = "zipf") -> bool:
   """Whether `out_dir` holds a complete corpus made with these arguments."""
   meta_path = os.path.join(out_dir, "synth.json")
   if not os.path.exists(meta_path):
     return False
   with open(meta_path, encoding="utf-8") as f:
     meta = json.load(f)
-  if any(meta.get(k) != v for k, v in _identity(size, seed, noise_snr_db, languages).items()):
+  identity = _identity(size, seed, noise_snr_db, languages, text)
+  if any(meta.get(k, _IDENTITY_DEFAULTS.get(k)) != v for k, v in identity.items()):
     return False
   for split in SPLITS:
     lines_path = os.path.join(out_dir, f"{split}.jsonl")
@@ -427,27 +438,27 @@ def _write_corpus(out_dir: str, identity: dict, utterances: list[Utterance],
 
 
 def generate(out_dir: str, size: str = "tiny", seed: int = 0, workers: int | None = None,
-             noise_snr_db: float | None = None, languages=("en",)) -> str:
+             noise_snr_db: float | None = None, languages=("en",), text: str = "zipf") -> str:
   """Writes the synthetic corpus to `out_dir` (see the module docstring); returns `out_dir`.
 
-  Reuses a complete corpus made with the same (size, seed, noise_snr_db, languages).
+  Reuses a complete corpus made with the same (size, seed, noise_snr_db, languages, text).
   `workers` processes synthesise in parallel (default: all cores, at most one per
-  `UTTERANCES_PER_WORKER` utterances); the output does not depend on it. `languages`: a sequence of language codes, e.g. ("en", "de").
+  `UTTERANCES_PER_WORKER` utterances); the output does not depend on it. `languages`: a sequence of language codes, e.g. ("en", "de"); `text`: "zipf" or "grammar" (module docstring).
   """
   out_dir = os.fspath(out_dir)
-  languages = _check_arguments(size, seed, languages, workers, noise_snr_db)
-  if is_generated(out_dir, size, seed, noise_snr_db, languages):
+  languages = _check_arguments(size, seed, languages, workers, noise_snr_db, text)
+  if is_generated(out_dir, size, seed, noise_snr_db, languages, text):
     log.info("reusing the synthetic corpus in %s", out_dir)
     return out_dir
   _clear(out_dir)
   for split in SPLITS:
     os.makedirs(os.path.join(out_dir, split), exist_ok=True)
-  utterances = plan(size, seed, languages, noise_snr_db)
+  utterances = plan(size, seed, languages, noise_snr_db, text)
   results = _render_all(out_dir, utterances, workers or _default_workers(len(utterances)))
   problems = [r for r in results if isinstance(r, str)]
   if problems:
     log.warning("dropped %d of %d utterances, e.g. %s", len(problems), len(results), problems[:3])
-  _write_corpus(out_dir, _identity(size, seed, noise_snr_db, languages), utterances, results)
+  _write_corpus(out_dir, _identity(size, seed, noise_snr_db, languages, text), utterances, results)
   return out_dir
 
 
@@ -483,13 +494,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--noise-snr", type=float, default=None, dest="noise_snr",
                       help="add white/pink noise at this SNR in dB (default: clean)")
   parser.add_argument("--languages", default="en", help="comma-separated, e.g. en,de")
+  parser.add_argument("--text", default="zipf", choices=TEXTS,
+                      help="zipf: frequency-weighted word draws; grammar: sentences with syntax "
+                           f"(languages {','.join(grammar.LANGUAGES)})")
 
 
 def run(args: argparse.Namespace) -> int:
   try:
-    config = dict(size=args.size, seed=args.seed, noise_snr_db=args.noise_snr,
+    config = dict(size=args.size, seed=args.seed, noise_snr_db=args.noise_snr, text=args.text,
                   languages=_check_arguments(args.size, args.seed, args.languages.split(","),
-                                             args.workers, args.noise_snr))
+                                             args.workers, args.noise_snr, args.text))
     reused = is_generated(args.out, **config)
     start = time.perf_counter()
     generate(args.out, workers=args.workers, **config)
@@ -498,7 +512,7 @@ def run(args: argparse.Namespace) -> int:
     return 2
   wall = time.perf_counter() - start
   info = summary(args.out)
-  print(f"synthetic corpus in {args.out} (size {args.size}, seed {args.seed})")
+  print(f"synthetic corpus in {args.out} (size {args.size}, seed {args.seed}, text {args.text})")
   for name, s in info["splits"].items():
     print(f"  {name}: {s['utterances']} utterances, {s['seconds'] / 3600:.2f} h, "
           f"{s['speakers']} speakers, {s['dropped']} dropped")

@@ -1,12 +1,14 @@
-"""`speechjax eval`: transcribe a split with a CTC (or Speech-LLaMA: greedy) checkpoint, score it, write
-hypotheses and scores.
+"""`speechjax eval`: transcribe a split with a CTC or Speech-LLaMA checkpoint, score it, write hypotheses and
+scores.
 
     speechjax eval --ckpt WORKDIR [--split test] [--beam 8 [--lm-order 3 --lm-weight 0.5]] [--out DIR]
 
 Writes `DIR/hyp_greedy.tsv` (and `hyp_beam.tsv`: id, reference, hypothesis) and `DIR/scores.json`: the error
 rate of each decoder (PER for phone targets; CER and WER for transcripts, words split at "|"), the number
 of scored utterances and of skipped ones (too long, unknown symbols) — nothing is dropped silently.
-The optional LM is a symbol n-gram fitted on the train split's targets (`CharNgramLM`), applied in the beam.
+The optional LM is a symbol n-gram fitted on the train split's targets (`CharNgramLM`), applied in the CTC
+beam. A Speech-LLaMA checkpoint decodes with its KV cache: greedy, and `--beam K` beam search
+(`speechjax.models.speech_llm.beam_decode`; no n-gram fusion: the decoder is itself a LM).
 """
 from __future__ import annotations
 
@@ -61,9 +63,9 @@ def transcribe(ckpt: str, split: str | None = None, beam: int = 0, lm_order: int
   data = pipeline_lib.from_config(data_cfg, train=False)
   forward = jax.jit(lambda p, a, m: model.apply({"params": p}, a, m))
   llm = config.model.get("model_type") == "speech_llm"
-  if llm:   # a decoder LLM writes the transcript: greedy only
+  if llm:   # a decoder LLM writes the transcript (greedy, and beam search with --beam)
     from speechjax.tasks import speech_llm   # pylint: disable=import-outside-toplevel
-    (forward_llm, to_symbols), beam = speech_llm.greedy_transcriber(config, params), 0
+    llm_transcribe, to_symbols = speech_llm.transcriber(config, params)
   else:
     to_symbols = lambda ids: vocab.decode(ids, symbols)
   lm = fit_lm(config, lm_order) if beam and lm_order else None
@@ -72,11 +74,12 @@ def transcribe(ckpt: str, split: str | None = None, beam: int = 0, lm_order: int
   for batch in data:
     keep = batch["targets_mask"].any(-1)
     if llm:
-      hyps = {"greedy": forward_llm(batch["audio"], batch["audio_mask"])}
+      hyps = {name: llm_transcribe(batch["audio"], batch["audio_mask"], width or 0)
+              for name, width in decoders.items()}
     else:
       result = jax.device_get(forward(params, batch["audio"], batch["audio_mask"]))
       hyps = {"greedy": ctc_decode.greedy_decode(result["logits"], result["frame_mask"].sum(-1))}
-    if beam:
+    if beam and not llm:
       log_probs = jax.nn.log_softmax(result["logits"], -1)
       hyps["beam"] = ctc_decode.beam_search_batch(np.asarray(log_probs), result["frame_mask"].sum(-1),
                                                   beam_size=beam, lm=lm, lm_weight=lm_weight)

@@ -96,7 +96,9 @@ def from_hf(state_dict, cfg) -> dict:
     try:
       value = from_theirs(value, shape)
     except ValueError:
-      raise ValueError(f"{key}: shape {value.shape} does not fit our {shape}") from None
+      raise ValueError(f"{key}: shape {value.shape} does not fit {shape}, the shape the config's sizes give "
+                       "(vocab_size, hidden_size, intermediate_size, num_attention_heads, num_key_value_heads, "
+                       "head_dim): a config.json from another checkpoint?") from None
     node = params
     for part in path[:-1]:
       node = node.setdefault(part, {})

@@ -88,7 +88,8 @@ def teacher_forcing(targets, targets_mask, ids: TextIds):
 
 def greedy_decode(cfg, params, audio, audio_mask, max_length: int, ids: TextIds):
   """Greedy transcripts with the KV cache: ids [B, max_length] (text ids, EOS, then 0) under one jit
-  (`cfg`, `ids` static). `params` = {"prefix": ..., "llm": ... (LoRA merged)}."""
+  (`cfg`, `ids` static); the loop stops when every row has written EOS.
+  `params` = {"prefix": ..., "llm": ... (LoRA merged)}."""
   bos, eos = ids.bos, ids.eos
   model, cache, prefix, mask = _decode_setup(cfg, params, audio, audio_mask, max_length)
   batch = prefix.shape[0]
@@ -96,25 +97,33 @@ def greedy_decode(cfg, params, audio, audio_mask, max_length: int, ids: TextIds)
   logits, updates = model.apply({"params": params["llm"], "cache": cache}, first, prefix=prefix, mask=mask,
                                 mutable=["cache"])
 
-  def body(i, carry):
-    out, last_logits, cache, done = carry
+  def body(carry):
+    i, out, last_logits, cache, done = carry
     token = jnp.where(done, 0, jnp.argmax(last_logits, -1).astype(jnp.int32))
     out = out.at[:, i].set(token)
     done = done | (token == eos)
     logits, updates = model.apply({"params": params["llm"], "cache": cache}, token[:, None], mask=mask,
                                   mutable=["cache"])
-    return out, logits[:, -1], updates["cache"], done
+    return i + 1, out, logits[:, -1], updates["cache"], done
 
   out = jnp.zeros([batch, max_length], jnp.int32)
   done = jnp.zeros([batch], bool)
-  out, _, _, _ = jax.lax.fori_loop(0, max_length - 1, body, (out, logits[:, -1], updates["cache"], done))
-  return out
+  carry = (jnp.int32(0), out, logits[:, -1], updates["cache"], done)
+  i, out, last_logits, _, done = jax.lax.while_loop(_running(max_length), body, carry)
+  return out.at[:, i].set(jnp.where(done, 0, jnp.argmax(last_logits, -1).astype(jnp.int32)))
 
 
-def _decode_setup(cfg, params, audio, audio_mask, max_length: int):
-  """(model with a KV cache, zero cache for prefix + max_length slots, prefix, key mask)."""
+def _running(max_length: int):
+  """while_loop condition on (step, ..., done [B] or [B, K]): steps left and a row still writing."""
+  return lambda carry: (carry[0] < max_length - 1) & ~jnp.all(carry[-1])
+
+
+def _decode_setup(cfg, params, audio, audio_mask, max_length: int, copies: int = 1):
+  """(model with a KV cache, zero cache for prefix + max_length slots, prefix, key mask); each utterance's
+  rows repeated `copies` times (beam search: [B · copies, ...], utterance-major)."""
   frozen = ml_collections.FrozenConfigDict(cfg)
   prefix, prefix_mask = AudioPrefix(frozen).apply({"params": params["prefix"]}, audio, audio_mask)
+  prefix, prefix_mask = jnp.repeat(prefix, copies, axis=0), jnp.repeat(prefix_mask, copies, axis=0)
   model = llama.from_config(cfg.llm, decode=True)
   batch, audio_len = prefix_mask.shape
   total = audio_len + max_length
@@ -122,6 +131,53 @@ def _decode_setup(cfg, params, audio, audio_mask, max_length: int):
   cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), nn.unbox(shapes["cache"]))
   mask = jnp.concatenate([prefix_mask, jnp.ones([batch, max_length], bool)], axis=1)
   return model, cache, prefix, mask
+
+
+def beam_decode(cfg, params, audio, audio_mask, max_length: int, ids: TextIds, beam: int,
+                length_penalty: float = 1.0):
+  """Beam search with the KV cache: ids [B, max_length] as `greedy_decode`, under one jit.
+
+  `beam` hypotheses per utterance compete on summed log-probabilities; a hypothesis that wrote EOS keeps its
+  score and stays in the beam (padding after it). The answer is the hypothesis with the highest
+  score / length ** `length_penalty` (length counting EOS; HF `generate`'s normalisation). The cache rows
+  follow their hypotheses (gathered by parent at every step); the loop stops when every hypothesis has
+  finished."""
+  batch = audio.shape[0]
+  model, cache, prefix, mask = _decode_setup(cfg, params, audio, audio_mask, max_length, copies=beam)
+  first = jnp.full([batch * beam, 1], ids.bos, jnp.int32)
+  logits, updates = model.apply({"params": params["llm"], "cache": cache}, first, prefix=prefix, mask=mask,
+                                mutable=["cache"])
+  vocab_size = logits.shape[-1]
+  finished_row = jnp.full([vocab_size], -jnp.inf).at[0].set(0.0)     # a finished hypothesis only pads
+  rows_of = lambda parent: (parent + beam * jnp.arange(batch)[:, None]).reshape(-1)
+
+  def extend(i, tokens, scores, done, lengths, last_logits):
+    log_probs = jax.nn.log_softmax(last_logits.astype(jnp.float32)).reshape(batch, beam, vocab_size)
+    log_probs = jnp.where(done[..., None], finished_row, log_probs)
+    scores, flat = jax.lax.top_k((scores[..., None] + log_probs).reshape(batch, beam * vocab_size), beam)
+    parent, token = flat // vocab_size, (flat % vocab_size).astype(jnp.int32)
+    take = lambda x: jnp.take_along_axis(x, parent.reshape(parent.shape + (1,) * (x.ndim - 2)), axis=1)
+    tokens, done = take(tokens).at[:, :, i].set(token), take(done)
+    lengths = take(lengths) + ~done
+    return tokens, scores, done | (token == ids.eos), lengths, parent
+
+  def body(carry):
+    i, tokens, scores, lengths, last_logits, cache, done = carry
+    tokens, scores, done, lengths, parent = extend(i, tokens, scores, done, lengths, last_logits)
+    rows = rows_of(parent)
+    cache = jax.tree.map(lambda c: jnp.take(c, rows, axis=c.ndim - 4) if c.ndim >= 4 else c, cache)
+    logits, updates = model.apply({"params": params["llm"], "cache": cache}, tokens[:, :, i].reshape(-1, 1),
+                                  mask=mask, mutable=["cache"])
+    return i + 1, tokens, scores, lengths, logits[:, -1], updates["cache"], done
+
+  tokens = jnp.zeros([batch, beam, max_length], jnp.int32)
+  scores = jnp.tile(jnp.where(jnp.arange(beam) == 0, 0.0, -jnp.inf), (batch, 1))
+  done, lengths = jnp.zeros([batch, beam], bool), jnp.zeros([batch, beam], jnp.int32)
+  carry = (jnp.int32(0), tokens, scores, lengths, logits[:, -1], updates["cache"], done)
+  i, tokens, scores, lengths, last_logits, _, done = jax.lax.while_loop(_running(max_length), body, carry)
+  tokens, scores, _, lengths, _ = extend(i, tokens, scores, done, lengths, last_logits)
+  best = jnp.argmax(scores / jnp.maximum(lengths, 1).astype(jnp.float32) ** length_penalty, axis=1)
+  return jnp.take_along_axis(tokens, best[:, None, None], axis=1)[:, 0]
 
 
 def multi_token_decode(cfg, params, audio, audio_mask, max_length: int, ids: TextIds):

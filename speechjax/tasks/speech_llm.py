@@ -8,7 +8,7 @@ Params: {"prefix": encoder + projection, "llm": the LLaMA, "lora": adapters (tas
     lora     the LLM is fixed; LoRA adapters (rank `task.lora_rank`, scale `task.lora_alpha` / rank) on its
              q, k, v, o train (`speechjax.nn.lora`)
     full     everything trains
-Fixed parts get no gradient (stop_gradient: XLA drops their weight gradients) and no optimizer state (they
+Multi-token heads (`mtp_<j>`) are new and train in every mode. Fixed parts get no gradient (stop_gradient: XLA drops their weight gradients) and no optimizer state (they
 are added to `optim.frozen`). `init_from` warm-starts the encoder from any encoder checkpoint (as CTC),
 `llm_init` the LLM from a LLaMA checkpoint (a `text_lm` run on the same symbols, or a converted HF model
 whose vocabulary the data's symbols index).
@@ -18,6 +18,8 @@ With `model.llm.mtp_heads` = k > 0 the loss adds `task.mtp_weight` × the mean c
 heads (multi-token prediction; `speech_llm.multi_token_decode` uses them).
 """
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -74,7 +76,7 @@ def resolve(config) -> None:
   config.model.llm.vocab_size = speech_llm.text_ids(config.data).vocab_size
   frozen = set(config.optim.frozen)
   if t.llm_mode != "full":
-    frozen.add("llm/.*")
+    frozen.add("llm/(?!mtp_).*")   # multi-token heads are new: they train in every mode
   if t.freeze_encoder:
     frozen.add("prefix/(?!projection/).*")
   config.optim.frozen = tuple(sorted(frozen))
@@ -117,7 +119,9 @@ class Task(base.Task):
   def model_params(self, params, train: bool):
     """The params the model applies: fixed parts behind stop_gradient, LoRA merged into the LLM."""
     t = self.config.task
-    llm = params["llm"] if t.llm_mode == "full" else jax.lax.stop_gradient(params["llm"])
+    llm = params["llm"]
+    if t.llm_mode != "full":
+      llm = {k: v if k.startswith("mtp_") else jax.lax.stop_gradient(v) for k, v in llm.items()}
     if t.llm_mode == "lora":
       llm = lora.merge(llm, params["lora"], t.lora_alpha)
     prefix = params["prefix"]
@@ -174,19 +178,26 @@ def load_llm(path: str, llm_cfg, like):
                                                jnp.zeros((1, 1), jnp.int32)))["params"]
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
   loaded = layer_stack.match_layout(checkpoint.restore_params(directory, abstract, step), like)
+  loaded = {**{k: v for k, v in like.items() if k.startswith("mtp_") and k not in loaded}, **loaded}
   return jax.tree.map(lambda new, old: jax.device_put(jnp.asarray(new, old.dtype), old.sharding), loaded, like)
 
 
-def greedy_transcriber(config, params):
-  """(jitted (audio [B, T], audio_mask) → text ids per row (lists, EOS and after removed): the
-  checkpoint's greedy transcripts with the KV cache; ids → target symbols, for scoring)."""
+def transcriber(config, params):
+  """(transcribe(audio [B, T], audio_mask, beam) → text ids per row (lists, EOS and after removed): the
+  checkpoint's transcripts with the KV cache, greedy for beam ≤ 1, else beam search (jitted per width);
+  ids → target symbols, for scoring)."""
   task = Task(config)
   text, length = task.text, config.data.max_target_length + 1
-  decode = jax.jit(lambda p, a, m: speech_llm.greedy_decode(config.model, task.model_params(p, False), a, m,
-                                                            length, text))
 
-  def transcribe(audio, audio_mask):
-    rows = [list(row) for row in jax.device_get(decode(params, audio, audio_mask))]
+  @functools.partial(jax.jit, static_argnums=3)
+  def decode(p, audio, audio_mask, beam):
+    p = task.model_params(p, False)
+    if beam <= 1:
+      return speech_llm.greedy_decode(config.model, p, audio, audio_mask, length, text)
+    return speech_llm.beam_decode(config.model, p, audio, audio_mask, length, text, beam)
+
+  def transcribe(audio, audio_mask, beam: int = 0):
+    rows = [list(row) for row in jax.device_get(decode(params, audio, audio_mask, beam))]
     return [[int(i) for i in row[:row.index(text.eos) if text.eos in row else None] if i > 0]
             for row in rows]
 

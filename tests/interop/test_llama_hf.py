@@ -1,5 +1,7 @@
 """LLaMA parity with HF transformers' `LlamaForCausalLM` (random weights, odd sizes, grouped-query attention,
 a right-padded batch; nothing downloaded): logits, greedy generation, the weight/config converters."""
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,3 +106,19 @@ def test_convert_a_saved_llama_directory_both_ways(tmp_path, capsys):
   tokens = torch.from_numpy(np.random.default_rng(0).integers(0, cfg.vocab_size, (1, 9)))
   with torch.no_grad():
     np.testing.assert_array_equal(back(tokens).logits.numpy(), model(tokens).logits.numpy())
+
+
+def test_convert_refuses_a_missing_or_mismatched_config_json(tmp_path, capsys):
+  from tests.interop import hf_parity
+  _, model, _ = _models("gqa")
+  model.save_pretrained(tmp_path / "hf")
+  config_path = tmp_path / "hf" / "config.json"
+  config = json.loads(config_path.read_text())
+  config_path.unlink()
+  assert hf_parity.run_convert("--from-hf", str(tmp_path / "hf"), "--out", str(tmp_path / "a")) == 1
+  assert "no config.json next to the weights" in capsys.readouterr().err
+  config_path.write_text(json.dumps({**config, "intermediate_size": config["intermediate_size"] + 4}))
+  assert hf_parity.run_convert("--from-hf", str(tmp_path / "hf"), "--out", str(tmp_path / "b")) == 1
+  err = capsys.readouterr().err
+  assert "mlp.gate_proj.weight" in err and "intermediate_size" in err
+  assert not (tmp_path / "a").exists() and not (tmp_path / "b" / "checkpoints").exists()

@@ -1,5 +1,7 @@
 """Speech-LLaMA (speechjax.models.speech_llm, speechjax.tasks.speech_llm): teacher forcing, cached greedy
 decoding against full recomputation, the three LLM modes on the micro corpus, and `speechjax eval`."""
+import itertools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -8,7 +10,9 @@ import pytest
 from flax import linen as nn
 
 import speechjax
+from speechjax import cli
 from speechjax import config as config_lib
+from speechjax.data import records
 from speechjax.eval import transcribe
 from speechjax.models import llama, speech_llm
 from speechjax.train import trainer
@@ -32,7 +36,9 @@ def test_teacher_forcing_shifts_and_ends_with_eos():
   np.testing.assert_array_equal(mask, [[1, 1, 1, 1, 0], [1, 1, 0, 0, 0]])
 
 
-def test_cached_greedy_decoding_equals_full_recomputation():
+def _random_speech_llm():
+  """(model config, params, audio [2, T], audio_mask, prefix, prefix_mask, LLaMA module): random weights,
+  vocab 13 (BOS 11, EOS 12), logits peaked enough for varied decodes."""
   cfg = config_lib.load(SPEC, []).model
   cfg.llm.vocab_size = 13
   frozen = ml_collections.FrozenConfigDict(cfg)
@@ -41,20 +47,52 @@ def test_cached_greedy_decoding_equals_full_recomputation():
   prefix_params = speech_llm.AudioPrefix(frozen).init(jax.random.PRNGKey(1), audio, audio_mask)["params"]
   model = llama.from_config(cfg.llm)
   llm_params = model.init(jax.random.PRNGKey(2), jnp.zeros((1, 4), jnp.int32))["params"]
-  llm_params = jax.tree.map(lambda x: x * 4.0, llm_params)   # peaked logits: a varied greedy path
-  ids = speech_llm.greedy_decode(cfg, {"prefix": prefix_params, "llm": llm_params}, audio, audio_mask, 8,
-                                 speech_llm.TextIds(11, 12, 13))
+  llm_params = jax.tree.map(lambda x: x * 4.0, llm_params)
   prefix, prefix_mask = speech_llm.AudioPrefix(frozen).apply({"params": prefix_params}, audio, audio_mask)
+  return cfg, {"prefix": prefix_params, "llm": llm_params}, audio, audio_mask, prefix, prefix_mask, model
+
+
+TEXT_IDS = speech_llm.TextIds(11, 12, 13)
+
+
+def test_cached_greedy_decoding_equals_full_recomputation():
+  cfg, params, audio, audio_mask, prefix, prefix_mask, model = _random_speech_llm()
+  ids = speech_llm.greedy_decode(cfg, params, audio, audio_mask, 8, TEXT_IDS)
   tokens = jnp.full((2, 1), 11, jnp.int32)   # BOS = 10 + 1
-  for _ in range(7):   # no cache: the whole sequence again at every step
+  for _ in range(8):   # no cache: the whole sequence again at every step
     mask = jnp.concatenate([prefix_mask, jnp.ones(tokens.shape, bool)], axis=1)
-    logits = model.apply({"params": llm_params}, tokens, prefix=prefix, mask=mask)
+    logits = model.apply({"params": params["llm"]}, tokens, prefix=prefix, mask=mask)
     tokens = jnp.concatenate([tokens, jnp.argmax(logits[:, -1], -1)[:, None].astype(jnp.int32)], axis=1)
   full = np.asarray(tokens[:, 1:])
   for row, reference in zip(np.asarray(ids), full):   # after EOS (12) the cached path writes 0
-    end = list(reference).index(12) + 1 if 12 in reference else 7
+    end = list(reference).index(12) + 1 if 12 in reference else 8
     np.testing.assert_array_equal(row[:end], reference[:end])
   assert len(set(full.ravel())) > 2
+  beam_one = speech_llm.beam_decode(cfg, params, audio, audio_mask, 8, TEXT_IDS, beam=1)
+  np.testing.assert_array_equal(beam_one, ids)
+
+
+def test_beam_search_as_wide_as_all_prefixes_finds_the_best_transcript():
+  """With beam = V^(L-1) no prefix is ever pruned, so the beam's answer must be the exhaustive argmax of
+  log P(sequence) / length over every sequence of at most L tokens (ending at its first EOS), each scored
+  without a cache."""
+  cfg, params, audio, audio_mask, prefix, prefix_mask, model = _random_speech_llm()
+  vocab, length, eos = 13, 3, TEXT_IDS.eos
+  seqs = np.array(list(itertools.product(range(vocab), repeat=length)))         # [N, L]
+  beam = speech_llm.beam_decode(cfg, params, audio, audio_mask, length, TEXT_IDS, beam=vocab ** (length - 1))
+  is_eos = seqs == eos
+  ends = np.where(is_eos.any(1), is_eos.argmax(1) + 1, length)                   # tokens up to the first EOS
+  for b in range(2):
+    inputs = np.concatenate([np.full((len(seqs), 1), TEXT_IDS.bos), seqs[:, :-1]], axis=1)
+    rows = lambda x: jnp.repeat(x[b:b + 1], len(seqs), axis=0)
+    mask = jnp.concatenate([rows(prefix_mask), jnp.ones(inputs.shape, bool)], axis=1)
+    logits = model.apply({"params": params["llm"]}, jnp.asarray(inputs), prefix=rows(prefix), mask=mask)
+    log_probs = np.asarray(jax.nn.log_softmax(logits[:, -length:], -1))            # after the prefix
+    token_lp = np.take_along_axis(log_probs, seqs[..., None], -1)[..., 0]
+    scores = np.cumsum(token_lp, 1)[np.arange(len(seqs)), ends - 1] / ends
+    best = int(np.argmax(scores))
+    expected = np.where(np.arange(length) < ends[best], seqs[best], 0)
+    np.testing.assert_array_equal(beam[b], expected)
 
 
 def test_full_mode_learns_and_eval_writes_cer_wer(synth_records, tmp_path):
@@ -65,8 +103,10 @@ def test_full_mode_learns_and_eval_writes_cer_wer(synth_records, tmp_path):
   rows = harness.read_metrics(str(tmp_path))
   assert rows[40]["train/loss"] < rows[5]["train/loss"] - 0.5, (rows[5], rows[40])
   assert rows[40]["train/token_accuracy"] > rows[5]["train/token_accuracy"]
-  scores = transcribe.transcribe(str(tmp_path), out=str(tmp_path / "eval"))
-  assert scores["utterances"] > 0 and {"greedy_cer", "greedy_wer"} <= set(scores)
+  scores = transcribe.transcribe(str(tmp_path), beam=3, out=str(tmp_path / "eval"))
+  assert scores["utterances"] > 0 and {"greedy_cer", "greedy_wer", "beam_cer", "beam_wer"} <= set(scores)
+  total = records.read_meta(synth_records).splits["test"].num_examples   # longer transcripts: counted
+  assert scores["utterances"] + scores["skipped_too_long"] + scores["skipped_unknown_symbol"] == total
 
 
 def test_lora_mode_trains_adapters_and_leaves_the_llm_alone(synth_records, tmp_path):
@@ -104,6 +144,12 @@ def test_text_lm_run_warm_starts_the_llm(synth_records, tmp_path):
   bad = _config(synth_records, f"--config.llm_init={tmp_path / 'lm'}", "--config.model.llm.hidden_size=64")
   with pytest.raises(ValueError, match="model.llm.hidden_size"):
     trainer.Trainer(bad, str(tmp_path / "bad"))
+  tokenizer = str(tmp_path / "bpe.json")   # subword ids: a vocabulary the character LM's table does not have
+  assert cli.main(["bpe", "--data", synth_records, "--vocab-size", "60", "--out", tokenizer]) == 0
+  other_text = _config(synth_records, f"--config.llm_init={tmp_path / 'lm'}",
+                       f"--config.data.text_tokenizer={tokenizer}")
+  with pytest.raises(ValueError, match="model.llm.vocab_size"):
+    trainer.Trainer(other_text, str(tmp_path / "other_text"))
 
 
 def test_multi_token_decoding_equals_greedy_and_needs_fewer_calls_when_drafts_agree():
@@ -136,3 +182,23 @@ def test_multi_token_decoding_equals_greedy_and_needs_fewer_calls_when_drafts_ag
   params = {"prefix": prefix_params, "llm": constant}   # attention is zero: the audio cannot matter
   out, calls = speech_llm.multi_token_decode(cfg, params, audio, audio_mask, 24, ids)
   assert int(calls) == 1 + -(-23 // 4) and list(np.asarray(out)) == [5] * 24
+
+
+def test_text_outputs_do_not_change_when_the_audio_is_empty_or_fully_masked():
+  """No audio (a [B, 0, D] prefix) gives exactly the text-only logits; an audio prefix whose mask is all
+  False (audio_mask all False: zero audio frames) gives them too, within float error (RoPE positions shift,
+  and only relative positions matter)."""
+  cfg, params, audio, _, _, _, model = _random_speech_llm()
+  tokens = jnp.asarray(np.random.default_rng(0).integers(1, 11, (2, 9)), jnp.int32)
+  text_mask = jnp.ones(tokens.shape, bool)
+  plain = model.apply({"params": params["llm"]}, tokens, mask=text_mask)
+  empty = model.apply({"params": params["llm"]}, tokens, prefix=jnp.zeros((2, 0, cfg.llm.hidden_size)),
+                      mask=text_mask)
+  np.testing.assert_array_equal(empty, plain)
+  silent = jnp.zeros(audio.shape, bool)
+  prefix, prefix_mask = speech_llm.AudioPrefix(ml_collections.FrozenConfigDict(cfg)).apply(
+      {"params": params["prefix"]}, audio, silent)
+  assert prefix.shape[1] > 0 and not prefix_mask.any()
+  masked = model.apply({"params": params["llm"]}, tokens, prefix=prefix,
+                       mask=jnp.concatenate([prefix_mask, text_mask], axis=1))
+  np.testing.assert_allclose(masked[:, prefix.shape[1]:], plain, atol=1e-4, rtol=1e-4)
