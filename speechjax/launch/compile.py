@@ -265,8 +265,16 @@ def compile_config(cfg, spec: str, topology: str, steps=("train",),
                          f"config (it emits {sorted(batch)}; set data.labels / task.*_labels)") from None
   num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))
   return Report(spec, topology, len(devices), devices[0].device_kind, dict(mesh.shape),
-                str(cfg.model.get("dtype", "float32")), cfg.data.batch_size, cfg.data.max_sample_size,
+                _compute_dtypes(cfg.model), cfg.data.batch_size, cfg.data.max_sample_size,
                 num_params, reports, subtile_shards(state.params))
+
+
+def _compute_dtypes(model_cfg) -> str:
+  """The model's compute dtype, or its parts' ("encoder bfloat16, llm bfloat16") for composite models."""
+  if "dtype" in model_cfg:
+    return str(model_cfg.dtype)
+  parts = [f"{k} {v.dtype}" for k, v in model_cfg.items() if hasattr(v, "get") and "dtype" in v]
+  return ", ".join(parts) or "float32"
 
 
 def _peak(step: StepReport) -> float:

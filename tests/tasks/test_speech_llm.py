@@ -110,18 +110,21 @@ def test_full_mode_learns_and_eval_writes_cer_wer(synth_records, tmp_path):
 
 
 def test_lora_mode_trains_adapters_and_leaves_the_llm_alone(synth_records, tmp_path):
+  """LoRA: only the adapters, the projection and the (new) multi-token head train; the LLM's own weights are
+  bitwise unchanged and have no optimizer state."""
   cfg = _config(synth_records, "--config.task.llm_mode=lora", "--config.task.freeze_encoder=True",
                 "--config.train.num_steps=3", "--config.checkpoint.save_every=3",
-                "--config.optim.warmup_steps=1")
+                "--config.optim.warmup_steps=1", "--config.model.llm.mtp_heads=1")
   t = trainer.Trainer(cfg, str(tmp_path))
   before = harness.flat_params(t.state.params)
   t.run()
   after = harness.flat_params(t.state.params)
   changed = {k for k in before if not np.array_equal(before[k], after[k])}
-  assert changed and all(k.startswith(("lora/", "prefix/projection/")) for k in changed), sorted(changed)[:5]
-  assert any(k.startswith("lora/") and k.endswith("/b") for k in changed)
+  trained = ("lora/", "prefix/projection/", "llm/mtp_1/")
+  assert changed and all(k.startswith(trained) for k in changed), sorted(changed)[:5]
+  assert any(k.startswith("lora/") and k.endswith("/b") for k in changed) and "llm/mtp_1/kernel" in changed
   moments = [x for x in jax.tree.leaves(t.state.opt_state) if hasattr(x, "shape") and x.ndim > 0]
-  adapted = sum(v.size for k, v in after.items() if k.startswith(("lora/", "prefix/projection/")))
+  adapted = sum(v.size for k, v in after.items() if k.startswith(trained))
   assert sum(m.size for m in moments) == 2 * adapted   # Adam's two moments for the trained params only
 
 
