@@ -3,12 +3,15 @@
 # the table, from nothing.
 #   corpus   synth small (2 h), en/de/es/fr, grammar sentences (speechjax.data.grammar), 10 train and
 #            2 held-out test voices per language
-#   encoder  tiny w2v-BERT pretrained 2000 steps on it (20 ms frames)
+#   encoder  tiny w2v-BERT pretrained 2000 steps on it (20 ms frames), then CTC on characters for STEPS
+#            steps (the paper's encoder is CTC-trained too); a run straight from the self-supervised encoder
+#            shows why
 #   text LM  configs/llama.py:tiny, 1000 steps on the train transcripts (characters); held-out perplexity
 #            against n-grams (benchmarks/text_lm_perplexity.py)
-#   runs     same encoder checkpoint, same labelled data (all train transcripts), same steps and batch:
-#            CTC, Speech-LLaMA frozen / LoRA / LoRA on a random LLM / full, strides 80 (default) / 160 /
-#            320 / 960 ms, and LoRA with 3 multi-token heads; scored on the test split, greedy and beam 4
+#   runs     all train transcripts, batch 8, STEPS steps each from the CTC encoder: Speech-LLaMA frozen /
+#            LoRA / LoRA on a random LLM / full, strides 80 (default) / 160 / 320 / 960 ms, and LoRA with
+#            3 multi-token heads; baselines: the CTC encoder itself and CTC for 2 × STEPS (the same total
+#            budget as CTC + Speech-LLaMA); scored on the test split, greedy and beam 4
 #
 #   OUT=workdir/speech_llm_ml STEPS=1500 bash benchmarks/speech_llm_multilingual.sh
 set -euo pipefail
@@ -27,27 +30,34 @@ done_at "$OUT/text_lm" 1000 || speechjax train --config configs/llama.py:tiny --
     --config.data.path="$DATA" --config.train.num_steps=1000 --config.checkpoint.save_every=1000
 python benchmarks/text_lm_perplexity.py --ckpt "$OUT/text_lm" --out "$OUT/text_lm/perplexity.json"
 
-done_at "$OUT/ctc" "$STEPS" || speechjax train --config configs/ctc.py:tiny --workdir "$OUT/ctc" \
-    --config.init_from="$OUT/w2v_bert" --config.data.path="$DATA" --config.data.targets=transcript \
-    --config.data.max_target_length=160 --config.data.train_subset_seconds=0 \
-    --config.train.num_steps="$STEPS" --config.checkpoint.save_every="$STEPS"
+ctc() {
+  local name=$1 steps=$2
+  done_at "$OUT/$name" "$steps" || speechjax train --config configs/ctc.py:tiny --workdir "$OUT/$name" \
+      --config.init_from="$OUT/w2v_bert" --config.data.path="$DATA" --config.data.targets=transcript \
+      --config.data.max_target_length=160 --config.data.train_subset_seconds=0 \
+      --config.train.num_steps="$steps" --config.checkpoint.save_every="$steps"
+}
+ctc ctc "$STEPS"
+ctc ctc_long $((2 * STEPS))
 speech_llm() {
-  local name=$1; shift
+  local name=$1 encoder=$2; shift 2
   done_at "$OUT/$name" "$STEPS" || speechjax train --config configs/speech_llm.py:tiny --workdir "$OUT/$name" \
-      --config.init_from="$OUT/w2v_bert" --config.data.path="$DATA" --config.train.num_steps="$STEPS" \
+      --config.init_from="$encoder" --config.data.path="$DATA" --config.train.num_steps="$STEPS" \
       --config.checkpoint.save_every="$STEPS" "$@"
 }
 PRETRAINED=--config.llm_init="$OUT/text_lm"
-speech_llm frozen "$PRETRAINED" --config.task.llm_mode=frozen
-speech_llm lora "$PRETRAINED" --config.task.llm_mode=lora
-speech_llm lora_random_llm --config.task.llm_mode=lora
-speech_llm full "$PRETRAINED" --config.task.llm_mode=full
-speech_llm lora_160ms "$PRETRAINED" --config.task.llm_mode=lora --config.model.stride=8
-speech_llm lora_320ms "$PRETRAINED" --config.task.llm_mode=lora --config.model.stride=16
-speech_llm lora_960ms "$PRETRAINED" --config.task.llm_mode=lora --config.model.stride=48
-speech_llm lora_mtp3 "$PRETRAINED" --config.task.llm_mode=lora --config.model.llm.mtp_heads=3
+speech_llm frozen_ssl_encoder "$OUT/w2v_bert" "$PRETRAINED" --config.task.llm_mode=frozen
+speech_llm frozen "$OUT/ctc" "$PRETRAINED" --config.task.llm_mode=frozen
+speech_llm lora "$OUT/ctc" "$PRETRAINED" --config.task.llm_mode=lora
+speech_llm lora_random_llm "$OUT/ctc" --config.task.llm_mode=lora
+speech_llm lora_160ms "$OUT/ctc" "$PRETRAINED" --config.task.llm_mode=lora --config.model.stride=8
+speech_llm lora_320ms "$OUT/ctc" "$PRETRAINED" --config.task.llm_mode=lora --config.model.stride=16
+speech_llm lora_960ms "$OUT/ctc" "$PRETRAINED" --config.task.llm_mode=lora --config.model.stride=48
+speech_llm lora_mtp3 "$OUT/ctc" "$PRETRAINED" --config.task.llm_mode=lora --config.model.llm.mtp_heads=3
+speech_llm full "$OUT/ctc" "$PRETRAINED" --config.task.llm_mode=full
 
-for run in ctc frozen lora lora_random_llm full lora_160ms lora_320ms lora_960ms lora_mtp3; do
+for run in ctc ctc_long frozen_ssl_encoder frozen lora lora_random_llm lora_160ms lora_320ms lora_960ms \
+    lora_mtp3 full; do
   [ -f "$OUT/$run/eval/scores.json" ] || speechjax eval --ckpt "$OUT/$run" --beam 4 --out "$OUT/$run/eval" > /dev/null
 done
 python benchmarks/speech_llm_decode.py --ckpt "$OUT/lora_mtp3" --out "$OUT/lora_mtp3/decode_speed.json"

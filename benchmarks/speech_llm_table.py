@@ -12,12 +12,14 @@ import os
 from speechjax.eval import error_rate
 from speechjax.text import WORD_BOUNDARY
 
-RUNS = {  # name: what it is
-    "ctc": "(a) CTC on the same encoder",
-    "frozen": "(b) Speech-LLaMA, text LM frozen",
-    "lora": "(c) Speech-LLaMA, LoRA on the text LM",
+RUNS = {  # name: what it is (benchmarks/speech_llm_multilingual.sh)
+    "ctc": "(a) CTC on the encoder, STEPS: the Speech-LLaMA runs' encoder",
+    "ctc_long": "(a) CTC, 2 × STEPS: the total budget of a Speech-LLaMA run",
+    "frozen_ssl_encoder": "(b) text LM frozen, on the self-supervised encoder (no CTC stage)",
+    "frozen": "(b) text LM frozen",
+    "lora": "(c) LoRA on the text LM",
     "lora_random_llm": "(d) as (c), LLM randomly initialised",
-    "full": "(e) Speech-LLaMA, text LM fully fine-tuned",
+    "full": "(e) text LM fully fine-tuned",
     "lora_160ms": "(c) at 160 ms per embedding",
     "lora_320ms": "(c) at 320 ms per embedding",
     "lora_960ms": "(c) at 960 ms per embedding",

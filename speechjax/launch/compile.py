@@ -1,12 +1,15 @@
 """`speechjax compile`: the trainer's own steps compiled ahead of time for a TPU slice, on this machine.
 
-    speechjax compile --config configs/hubert.py:base --topology v5e-256 [--step train|eval|both]
+    speechjax compile --config configs/hubert.py:base --topology v5e-256 [--step train|eval|both|generate]
                       [--json out.json] [--config.model.dtype=bfloat16 --config.mesh.shape="(1,-1,1)" ...]
 
 The TPU compiler in libtpu (`pip install "speechjax[tpu]"`) runs here with no TPU: the slice's devices
 come from `jax.experimental.topologies`, the state from `jax.eval_shape` of the task's init with the
 trainer's shardings (`trainer.abstract_state`), the steps from `trainer.jit_steps`, the batch from the
-shapes `speechjax.data.pipeline` emits. Nothing is materialised. It reports, per device:
+shapes `speechjax.data.pipeline` emits. `--step generate` (token LMs and LLaMA text LMs) compiles their
+KV-cache sampling loop instead: `data.batch_size` rows sharded like a training batch, prompts and output of
+the model's full length (`max_length`, or `data.max_target_length` + 1 for a LLaMA). Nothing is
+materialised. It reports, per device:
 
   memory      arguments, outputs, temporaries, aliases (donated state) and peak = args + outputs + temps
               − aliases, against the device's HBM (compiled.memory_analysis())
@@ -147,7 +150,7 @@ def abstract_batch(cfg, mesh) -> dict:
 
 @dataclasses.dataclass
 class StepReport:
-  step: str                      # "train" | "eval"
+  step: str                      # "train" | "eval" | "generate"
   compile_seconds: float
   fits: bool
   memory: dict                   # per-device bytes: arguments, outputs, temporaries, aliases, peak
@@ -257,9 +260,10 @@ def compile_config(cfg, spec: str, topology: str, steps=("train",),
     state, shardings = trainer.abstract_state(task, mesh, rules, checkpoint.example_batch(cfg, 1), rng)
     batch = abstract_batch(cfg, mesh)
     train_step, eval_step = trainer.jit_steps(task, shardings, mesh)
-    jitted = {"train": train_step, "eval": eval_step}
+    calls = {"train": lambda: (train_step, (state, batch)), "eval": lambda: (eval_step, (state, batch)),
+             "generate": lambda: generate_call(cfg, mesh, state.params)}
     try:
-      reports = [compile_step(name, jitted[name], (state, batch), device, len(devices)) for name in steps]
+      reports = [compile_step(name, *calls[name](), device, len(devices)) for name in steps]
     except KeyError as e:
       raise CompileError(f"the step reads batch field {e}, which the input pipeline does not emit for this "
                          f"config (it emits {sorted(batch)}; set data.labels / task.*_labels)") from None
@@ -267,6 +271,32 @@ def compile_config(cfg, spec: str, topology: str, steps=("train",),
   return Report(spec, topology, len(devices), devices[0].device_kind, dict(mesh.shape),
                 _compute_dtypes(cfg.model), cfg.data.batch_size, cfg.data.max_sample_size,
                 num_params, reports, subtile_shards(state.params))
+
+
+# model_type → the module whose `generate(cfg, params, prompt, prompt_length, rngs, length)` samples it
+GENERATORS = {"token_lm": "speechjax.models.token_lm", "llama": "speechjax.models.llama"}
+
+
+def generate_call(cfg, mesh, params):
+  """(jitted sampling loop, abstract args): `data.batch_size` prompts of the model's full length, rows
+  sharded over the batch axes, params as the trainer shards them."""
+  import importlib
+  import jax
+  import numpy as np
+  from speechjax.parallel import mesh as mesh_lib
+  model_type = cfg.model.get("model_type")
+  if model_type not in GENERATORS:
+    raise CompileError(f"--step generate: model.model_type={model_type!r} has no sampling loop here "
+                       f"(token LMs: {sorted(GENERATORS)})")
+  module = importlib.import_module(GENERATORS[model_type])
+  length = cfg.model.max_length if model_type == "token_lm" else cfg.data.max_target_length + 1
+  rows, batch = cfg.data.batch_size, mesh_lib.batch_sharding(mesh)
+  args = (params, jax.ShapeDtypeStruct((rows, length), np.int32, sharding=batch),
+          jax.ShapeDtypeStruct((rows,), np.int32, sharding=batch),
+          jax.ShapeDtypeStruct((rows, 2), np.uint32, sharding=batch))
+  model_cfg = cfg.model
+  return jax.jit(lambda p, prompt, prompt_length, rngs: module.generate(model_cfg, p, prompt, prompt_length,
+                                                                         rngs, length)), args
 
 
 def _compute_dtypes(model_cfg) -> str:
@@ -385,7 +415,8 @@ def to_json(r: Report) -> str:
 def add_arguments(parser):
   parser.add_argument("--config", required=True, help="configs/<family>.py[:preset]")
   parser.add_argument("--topology", required=True, help="v4-64, v5e-256, v5p-128, v6e-16, ...")
-  parser.add_argument("--step", default="train", choices=("train", "eval", "both"))
+  parser.add_argument("--step", default="train", choices=("train", "eval", "both", "generate"),
+                      help="generate: the KV-cache sampling loop of a token LM / LLaMA text LM")
   parser.add_argument("--json", default="", help="also write the report to this JSON file")
   parser.add_argument("--search", action="store_true",
                       help="find the largest data.batch_size whose train step fits, by compiling")

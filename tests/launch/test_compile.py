@@ -233,3 +233,18 @@ def test_speech_llm_lora_train_step_compiles_for_tpu():
   (step,) = compile_lib.compile_config(cfg, "speech_llm tiny", "v4-8").steps
   assert step.fits and step.memory["temporaries"] > 0 and step.flops > 0
   assert "all-gather" in step.collectives
+
+
+def test_token_lm_and_llama_sampling_loops_compile_for_tpu():
+  """`--step generate`: the KV-cache sampling loop with FSDP-sharded params (gathered inside the loop)."""
+  _libtpu_or_skip()
+  for spec, extra in (("configs/token_lm.py:semantic_tiny", []),
+                      ("configs/llama.py:tiny", ["--config.data.target_vocab=('a','b','c','|')"])):
+    cfg = config_lib.load(spec, ["--config.mesh.shape=(1,-1,1)", "--config.model.dtype=bfloat16",
+                                 "--config.data.path=/nonexistent", *extra])
+    (step,) = compile_lib.compile_config(cfg, spec, "v5e-4", ("generate",)).steps
+    assert step.step == "generate" and step.fits and step.flops > 0, spec
+    assert "all-gather" in step.collectives, (spec, step.collectives)
+  hubert = config_lib.load("configs/hubert.py:tiny", ["--config.data.path=/nonexistent"])
+  with pytest.raises(compile_lib.CompileError, match="model_type='hubert' has no sampling loop"):
+    compile_lib.compile_config(hubert, "hubert tiny", "v5e-4", ("generate",))
