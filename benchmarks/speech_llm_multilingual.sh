@@ -9,7 +9,7 @@
 #   text LM  configs/llama.py:tiny, 1000 steps on the train transcripts (characters); held-out perplexity
 #            against n-grams (benchmarks/text_lm_perplexity.py)
 #   runs     all train transcripts, batch 8, STEPS steps each from the CTC encoder: Speech-LLaMA frozen /
-#            LoRA / LoRA on a random LLM / full, strides 80 (default) / 160 / 320 / 960 ms, and LoRA with
+#            LoRA / LoRA on a random LLM, strides 80 (default) / 160 / 320 / 960 ms, and LoRA with
 #            3 multi-token heads; baselines: the CTC encoder itself and CTC for 2 × STEPS (the same total
 #            budget as CTC + Speech-LLaMA); scored on the test split, greedy and beam 4
 #
@@ -54,10 +54,9 @@ speech_llm lora_160ms "$OUT/ctc" "$PRETRAINED" --config.task.llm_mode=lora --con
 speech_llm lora_320ms "$OUT/ctc" "$PRETRAINED" --config.task.llm_mode=lora --config.model.stride=16
 speech_llm lora_960ms "$OUT/ctc" "$PRETRAINED" --config.task.llm_mode=lora --config.model.stride=48
 speech_llm lora_mtp3 "$OUT/ctc" "$PRETRAINED" --config.task.llm_mode=lora --config.model.llm.mtp_heads=3
-speech_llm full "$OUT/ctc" "$PRETRAINED" --config.task.llm_mode=full
 
 for run in ctc ctc_long frozen_ssl_encoder frozen lora lora_random_llm lora_160ms lora_320ms lora_960ms \
-    lora_mtp3 full; do
+    lora_mtp3; do
   [ -f "$OUT/$run/eval/scores.json" ] || speechjax eval --ckpt "$OUT/$run" --beam 4 --out "$OUT/$run/eval" > /dev/null
 done
 python benchmarks/speech_llm_decode.py --ckpt "$OUT/lora_mtp3" --out "$OUT/lora_mtp3/decode_speed.json"

@@ -19,7 +19,6 @@ RUNS = {  # name: what it is (benchmarks/speech_llm_multilingual.sh)
     "frozen": "(b) text LM frozen",
     "lora": "(c) LoRA on the text LM",
     "lora_random_llm": "(d) as (c), LLM randomly initialised",
-    "full": "(e) text LM fully fine-tuned",
     "lora_160ms": "(c) at 160 ms per embedding",
     "lora_320ms": "(c) at 320 ms per embedding",
     "lora_960ms": "(c) at 960 ms per embedding",
@@ -36,6 +35,16 @@ def _read_hyps(path: str) -> dict[str, tuple[str, str]]:
   return rows
 
 
+def _eval_ce(run_dir: str) -> str:
+  """The run's last held-out teacher-forced cross-entropy (nats per token; Speech-LLaMA runs only)."""
+  path = os.path.join(run_dir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return "–"
+  with open(path, encoding="utf-8") as f:
+    values = [row["eval/ce"] for row in map(json.loads, f) if "eval/ce" in row]
+  return f"{values[-1]:.3f}" if values else "–"
+
+
 def _languages(corpus: str) -> dict[str, str]:
   with open(os.path.join(corpus, "test.jsonl"), encoding="utf-8") as f:
     return {row["id"]: row["language"] for row in map(json.loads, f)}
@@ -44,7 +53,8 @@ def _languages(corpus: str) -> dict[str, str]:
 def table(runs_dir: str, corpus: str) -> str:
   language_of = _languages(corpus)
   languages = sorted(set(language_of.values()))
-  head = ["run", "decoder", "CER", "WER", *(f"WER {lang}" for lang in languages), "utterances"]
+  head = ["run", "decoder", "CER", "WER", *(f"WER {lang}" for lang in languages), "utterances",
+          "teacher-forced CE"]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for name, label in RUNS.items():
     for decoder in ("greedy", "beam"):
@@ -59,7 +69,7 @@ def table(runs_dir: str, corpus: str) -> str:
         per_language.append(f"{error_rate.wer(*zip(*pairs)):.3f}" if pairs else "–")
       lines.append(f"| {label} | {decoder} | {error_rate.cer(list(refs), list(hyps)):.3f} | "
                    f"{error_rate.wer(list(refs), list(hyps)):.3f} | " + " | ".join(per_language) +
-                   f" | {len(rows)} |")
+                   f" | {len(rows)} | {_eval_ce(os.path.join(runs_dir, name))} |")
   return "\n".join(lines)
 
 
