@@ -13,11 +13,11 @@
 #            3 multi-token heads; baselines: the CTC encoder itself and CTC for 2 × STEPS (the same total
 #            budget as CTC + Speech-LLaMA); scored on the test split, greedy and beam 4
 #
-#   OUT=workdir/speech_llm_ml STEPS=1500 bash benchmarks/speech_llm_multilingual.sh
+#   OUT=workdir/speech_llm_ml STEPS=1000 bash benchmarks/speech_llm_multilingual.sh
 set -euo pipefail
 OUT=${OUT:-workdir/speech_llm_ml}
 CORPUS=${CORPUS:-data/synth-ml}
-STEPS=${STEPS:-1500}
+STEPS=${STEPS:-1000}
 DATA=$CORPUS/records
 mkdir -p "$OUT"
 done_at() { [ -f "$1/checkpoints/$2/_CHECKPOINT_METADATA" ]; }
