@@ -59,6 +59,8 @@ def main() -> None:
   batches = _utterances(config, args.utterances)
   figures = {"ckpt": args.ckpt, "utterances": len(batches), "mtp_heads": config.model.llm.mtp_heads,
              "device": jax.devices()[0].device_kind}
+  refs = [" ".join("".join(to_symbols(b["targets"][0][b["targets_mask"][0]])).split(WORD_BOUNDARY))
+          for b in batches]
   outputs = {}
   for name, decode in decoders.items():
     for batch in batches:   # compile every bucket shape
@@ -71,8 +73,6 @@ def main() -> None:
     wall = time.perf_counter() - start
     tokens = sum(len(r) for r in results)
     outputs[name] = results
-    refs = [" ".join("".join(to_symbols(b["targets"][0][b["targets_mask"][0]])).split(WORD_BOUNDARY))
-            for b in batches]
     hyps = [" ".join("".join(to_symbols([i for i in r if i != text.eos])).split(WORD_BOUNDARY)) for r in results]
     figures[name] = {"tokens": tokens, "seconds": wall, "tokens_per_s": tokens / wall,
                      "calls_per_token": calls / tokens, "cer": error_rate.cer(refs, hyps),

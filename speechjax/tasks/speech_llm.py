@@ -8,7 +8,8 @@ Params: {"prefix": encoder + projection, "llm": the LLaMA, "lora": adapters (tas
     lora     the LLM is fixed; LoRA adapters (rank `task.lora_rank`, scale `task.lora_alpha` / rank) on its
              q, k, v, o train (`speechjax.nn.lora`)
     full     everything trains
-Multi-token heads (`mtp_<j>`) are new and train in every mode. Fixed parts get no gradient (stop_gradient: XLA drops their weight gradients) and no optimizer state (they
+Multi-token heads (`mtp_<j>`) are new and train in every mode. Fixed parts get no gradient (stop_gradient:
+XLA drops their weight gradients) and no optimizer state (they
 are added to `optim.frozen`). `init_from` warm-starts the encoder from any encoder checkpoint (as CTC),
 `llm_init` the LLM from a LLaMA checkpoint (a `text_lm` run on the same symbols, or a converted HF model
 whose vocabulary the data's symbols index).
@@ -38,6 +39,7 @@ from speechjax.tasks import base, pretrained
 from speechjax.train import checkpoint
 
 MODES = ("frozen", "lora", "full")
+NEW_HEADS = "mtp_"   # LLM params a pretrained LLM does not have (multi-token heads): trained in every mode
 # what a pretrained LLM (`llm_init`) must share with `model.llm`
 LLM_ARCHITECTURE = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                     "num_attention_heads", "num_key_value_heads", "head_dim", "tie_word_embeddings",
@@ -76,7 +78,7 @@ def resolve(config) -> None:
   config.model.llm.vocab_size = speech_llm.text_ids(config.data).vocab_size
   frozen = set(config.optim.frozen)
   if t.llm_mode != "full":
-    frozen.add("llm/(?!mtp_).*")   # multi-token heads are new: they train in every mode
+    frozen.add(f"llm/(?!{NEW_HEADS}).*")
   if t.freeze_encoder:
     frozen.add("prefix/(?!projection/).*")
   config.optim.frozen = tuple(sorted(frozen))
@@ -121,7 +123,7 @@ class Task(base.Task):
     t = self.config.task
     llm = params["llm"]
     if t.llm_mode != "full":
-      llm = {k: v if k.startswith("mtp_") else jax.lax.stop_gradient(v) for k, v in llm.items()}
+      llm = {k: v if k.startswith(NEW_HEADS) else jax.lax.stop_gradient(v) for k, v in llm.items()}
     if t.llm_mode == "lora":
       llm = lora.merge(llm, params["lora"], t.lora_alpha)
     prefix = params["prefix"]
@@ -178,7 +180,7 @@ def load_llm(path: str, llm_cfg, like):
                                                jnp.zeros((1, 1), jnp.int32)))["params"]
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
   loaded = layer_stack.match_layout(checkpoint.restore_params(directory, abstract, step), like)
-  loaded = {**{k: v for k, v in like.items() if k.startswith("mtp_") and k not in loaded}, **loaded}
+  loaded = {**{k: v for k, v in like.items() if k.startswith(NEW_HEADS) and k not in loaded}, **loaded}
   return jax.tree.map(lambda new, old: jax.device_put(jnp.asarray(new, old.dtype), old.sharding), loaded, like)
 
 
