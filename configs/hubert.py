@@ -59,6 +59,7 @@ def get_config(arg=None):
     cfg.train.log_every = 25
     cfg.checkpoint.save_every = 300
   else:
+    cfg.train.rng_impl = common.TPU_RNG_IMPL
     cfg.data.batch_size = 64
     cfg.data.max_sample_size = 250000
     cfg.data.min_sample_size = 32000

@@ -31,6 +31,7 @@ def get_config(arg=None):
   cfg.train.eval_steps = 20
   cfg.checkpoint.save_every = 500
   if preset != "tiny":
+    cfg.train.rng_impl = common.TPU_RNG_IMPL
     cfg.data.max_target_length = 2047         # subword tokens: 2048 with BOS
     cfg.data.batch_size = 64
     cfg.model.dtype = "bfloat16"

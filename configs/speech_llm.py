@@ -54,6 +54,7 @@ def get_config(arg=None):
   cfg.train.eval_steps = 20
   cfg.checkpoint.save_every = 500
   if not tiny:
+    cfg.train.rng_impl = common.TPU_RNG_IMPL
     cfg.data.path = "data/librispeech/records"
     cfg.data.max_target_length = 128          # subword tokens
     cfg.data.batch_size = 64

@@ -10,6 +10,11 @@ Presets (`configs/token_lm.py:PRESET` or `PRESET,tokens`):
     coarse_tiny     stage 2: semantic + the first 2 of 4 RVQ levels, 1 s crops
     fine_tiny       stage 3: levels 3–4 given levels 1–2, 0.5 s crops
     soundstorm_tiny all 4 levels in parallel from semantic tokens, 2 s crops
+    semantic, coarse, fine, soundstorm
+                    AudioLM's / SoundStorm's sizes (Borsos et al. 2022, 2023): 12-layer d-1024 models,
+                    w2v-BERT k-means tokens (1024, 25 Hz), SoundStream 12 × 1024 codes at 50 Hz (4 coarse
+                    levels), crops 30 / 10 / 3 / 30 s, batch 256 (AudioLM: 16 TPU v4 chips, `v4-32` for
+                    `speechjax compile`); labels `km` and `codec0`…`codec11`
 The acoustic stages read `acoustic_codes` [B, F, 4] (or 4 label sets named by `task.acoustic_labels`).
 `,tokens` reads `speechjax tokenize` output instead (README, "AudioLM end to end"): semantic tokens `km`
 (HuBERT layer k-means, K = 100, 50 Hz), acoustic tokens `codec0`…`codec3` (the first 4 RVQ levels of
@@ -21,11 +26,15 @@ import ml_collections
 
 from speechjax.configs import common
 from speechjax.models import audiolm, soundstorm, token_lm
+from speechjax.tasks import token_lm as token_lm_task
 
 CROP_SECONDS = {"semantic_tiny": 3.0, "coarse_tiny": 1.0, "fine_tiny": 0.5, "soundstorm_tiny": 2.0}
 TOKENS_CROP_SECONDS = {"semantic_tiny": 3.0, "coarse_tiny": 2.0, "fine_tiny": 0.5, "soundstorm_tiny": 2.0}
 TOKENS = dict(semantic_labels="km", codebook_size=256, acoustic_labels=("codec0", "codec1", "codec2", "codec3"))
 PRESETS = [preset + option for preset in CROP_SECONDS for option in ("", ",tokens")]
+AUDIOLM_CROP_SECONDS = {"semantic": 30.0, "coarse": 10.0, "fine": 3.0, "soundstorm": 30.0}
+AUDIOLM = dict(semantic_labels="km", semantic_vocab=1024, semantic_rate=25, codebook_size=1024, levels=12,
+               coarse_levels=4, acoustic_labels=tuple(f"codec{level}" for level in range(12)))
 
 
 def task_config(stage: str, tokens: bool) -> ml_collections.ConfigDict:
@@ -57,8 +66,42 @@ def data_labels(stage: str, task) -> tuple:
   return semantic + (() if stage == "semantic" else tuple(task.acoustic_labels))
 
 
+def audiolm_config(stage: str) -> ml_collections.ConfigDict:
+  """A stage at its paper's size: the model `base`, AudioLM's tokens, crop and batch."""
+  task = task_config(stage, tokens=False)
+  task.update({k: v for k, v in AUDIOLM.items() if k in task})
+  if stage == "soundstorm":
+    task.semantic_repeat = task.acoustic_rate // task.semantic_rate
+    model = soundstorm.model_config("base")
+  else:
+    vocab = audiolm.Vocab(task.semantic_vocab, task.codebook_size, task.levels, task.coarse_levels)
+    model = token_lm.model_config("base", vocab.size(stage))
+  cfg = common.base_config(model, task)
+  cfg.data.labels = data_labels(stage, task)
+  cfg.data.batch_size = 256
+  cfg.train.rng_impl = common.TPU_RNG_IMPL
+  # Compiled for v4-32 (8 crops per core, bf16; docs/scaling.md §0): without remat the semantic stage needs
+  # 19.4 GiB per core, with "dots" 12.3 (SoundStorm 11.7). Coarse and fine do not fit at this batch even
+  # with "full" (61 and 40 GiB): open.
+  cfg.model.remat_policy = "dots"
+  cfg.data.max_sample_size = cfg.data.min_sample_size = int(AUDIOLM_CROP_SECONDS[stage] * 16000)
+  if stage != "soundstorm":
+    cfg.model.max_length = audiolm.sequence_length(stage, vocab, token_lm_task.frames(cfg, task.semantic_rate),
+                                                   token_lm_task.frames(cfg, task.acoustic_rate))
+  cfg.optim.lr = 5e-4
+  cfg.optim.warmup_steps = 10000
+  cfg.optim.clip_norm = 1.0
+  cfg.optim.weight_decay = 0.1
+  cfg.train.num_steps = 1000000
+  cfg.checkpoint.save_every = 5000
+  return cfg
+
+
 def get_config(arg=None):
-  preset, _, option = common.check_preset("token_lm", arg or "semantic_tiny", PRESETS).partition(",")
+  preset, _, option = common.check_preset("token_lm", arg or "semantic_tiny",
+                                          PRESETS + list(AUDIOLM_CROP_SECONDS)).partition(",")
+  if preset in AUDIOLM_CROP_SECONDS:
+    return audiolm_config(preset)
   tokens = option == "tokens"
   stage = preset.removesuffix("_tiny")
   task = task_config(stage, tokens)

@@ -31,3 +31,16 @@ def test_base_config_holds_every_section_at_its_default():
   assert cfg.data == pipeline.default_config() and cfg.optim == optim.default_config()
   assert cfg.train == trainer.default_train_config() and cfg.mesh == mesh.default_config()
   assert cfg.checkpoint == trainer.default_checkpoint_config()
+
+
+@pytest.mark.parametrize("stage,tokens", [("semantic", 1 + 30 * 25), ("coarse", 1 + 10 * 25 + 10 * 50 * 4),
+                                          ("fine", 1 + 3 * 50 * 12), ("soundstorm", None)])
+def test_audiolm_presets_build_their_tasks_at_the_papers_lengths(stage, tokens):
+  """AudioLM's stages (30 / 10 / 3 s crops, 25 Hz semantic and 50 Hz × 12-level acoustic tokens) and
+  SoundStorm pass their tasks' start-up checks; each LM's context is exactly one crop's tokens."""
+  from speechjax.tasks import get_task
+  cfg = config.load(f"configs/token_lm.py:{stage}", ["--config.data.path=/nonexistent"])
+  get_task(cfg)
+  assert cfg.train.rng_impl == common.TPU_RNG_IMPL
+  if tokens:
+    assert cfg.model.max_length == tokens

@@ -1,1 +1,1 @@
-speechjax compile --config configs/hubert.py:base --topology v4-8 --config.model.dtype=bfloat16 --config.data.batch_size=64
+speechjax compile --config configs/hubert.py:base --topology v4-8 --config.model.dtype=bfloat16 --config.data.batch_size=64 --config.train.rng_impl=threefry2x32 --config.data.path=/nonexistent

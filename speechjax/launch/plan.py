@@ -199,7 +199,7 @@ def _has(model_cfg, *fields) -> bool:
   return all(f in model_cfg for f in fields)
 
 
-def activation_terms(model_cfg, num_samples: int, tensor: int = 1) -> dict:
+def activation_terms(model_cfg, num_samples: int, tensor: int = 1, rng_impl: str = "threefry2x32") -> dict:
   """Bytes the backward pass keeps for one example, by part (tensor-parallel shares divided by `tensor`).
 
   conv feature encoder   per conv layer: output, norm output (where it has a norm), GELU output, C × T_l
@@ -209,7 +209,9 @@ def activation_terms(model_cfg, num_samples: int, tensor: int = 1) -> dict:
                          compute dtype, + dropout masks (1 B: 2·D, I/t with activation dropout); per head
                          and frame pair 8 B + b: float32 logits and softmax and the compute-dtype weights
                          for the value matmul, + b + 1 B with attention dropout (the dropped copy and its
-                         mask). Calibrated against the TPU compiler: `ATTENTION_PAIR_BYTES`
+                         mask), + 2 B of kept 16-bit random draws when they come from the hardware
+                         generator (`rng_impl="rbg"`; threefry's are recomputed). Calibrated against the TPU
+                         compiler: `ATTENTION_PAIR_BYTES`
                          remat dots (weight-matmul outputs saved): 3·D + (3·D + I)/t per frame
                          remat full: the layer input, D per frame; a rematerialised stack also holds one
                          layer's full activations while it recomputes it
@@ -234,7 +236,8 @@ def activation_terms(model_cfg, num_samples: int, tensor: int = 1) -> dict:
     masks = ((2 * d if model_cfg.get("hidden_dropout", 0) > 0 else 0)
              + (i / tensor if model_cfg.get("activation_dropout", 0) > 0 else 0))
     attn_dropout = model_cfg.get("attention_dropout", 0) > 0
-    per_pair = ATTENTION_PAIR_BYTES + b + ((b + 1) if attn_dropout else 0)
+    per_pair = (ATTENTION_PAIR_BYTES + b + ((b + 1) if attn_dropout else 0)
+                + (2 if attn_dropout and rng_impl == "rbg" else 0))
     none = f * ((5 * d + (4 * d + 2 * i) / tensor) * b + masks) + h * f * f / tensor * per_pair
     classes = sum(int(k) for k in model_cfg.get("num_classes", ()) or ()) or 0
     out.update({
@@ -295,7 +298,7 @@ def mesh_plan(cfg, facts: ModelFacts, mesh: tuple[int, int, int], remat: str) ->
   rules = mesh_lib.rules(cfg.mesh)
   memory = state_bytes(facts, rules, sizes)
   examples = cfg.data.batch_size / (mesh[0] * mesh[1])
-  terms = activation_terms(cfg.model, cfg.data.max_sample_size, mesh[2])
+  terms = activation_terms(cfg.model, cfg.data.max_sample_size, mesh[2], cfg.train.rng_impl)
   memory["activations"] = examples * (activation_bytes(terms, remat) - terms["input"])
   memory["input"] = examples * terms["input"]
   memory["total"] = sum(memory[k] for k in ("params", "optimizer", "ema", "gradients", "activations",

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from speechjax.nn.attention import dropout_weights
 from speechjax.nn.layer_stack import run_layers
 from speechjax.nn.transformer import ACTIVATION, FeedForward, HeadDense, layer_norm
 
@@ -84,7 +85,8 @@ class Attention(nn.Module):
     if mask is not None:
       allowed = allowed & mask[:, None, None, :]
     weights = jax.nn.softmax(jnp.where(allowed, logits, jnp.finfo(jnp.float32).min), axis=-1)
-    weights = nn.Dropout(self.dropout, deterministic=not train)(weights)
+    if train and self.dropout > 0:
+      weights = dropout_weights(weights, self.dropout, self.make_rng("dropout"))
     y = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(self.dtype), v)
     return HeadDense((self.num_heads, head_dim, features), ("heads", "kv", "embed"), "bthk,hkd->btd",
                      self.dtype, name="out_proj")(y)

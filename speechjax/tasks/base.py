@@ -40,8 +40,18 @@ class TrainState:
   step: jax.Array            # int32 scalar: train_step calls so far (micro-steps with accumulation)
   params: Any
   opt_state: Any
-  rng: jax.Array             # uint32[2] base key; step keys are fold_in(rng, step)
+  rng: jax.Array             # the base key's data (uint32[2] threefry, [4] rbg); see `step_key`
   ema_params: Any = None     # param EMA when optim.ema_decay > 0
+
+
+def step_rng_data(train_cfg) -> jax.Array:
+  """The base key of `train.seed` in `train.rng_impl`, as raw data (checkpoints hold plain arrays)."""
+  return jax.random.key_data(jax.random.key(train_cfg.seed, impl=train_cfg.rng_impl))
+
+
+def step_key(state: TrainState, train_cfg) -> jax.Array:
+  """This step's key: fold_in(base key, step), a typed key of `train.rng_impl`."""
+  return jax.random.fold_in(jax.random.wrap_key_data(state.rng, impl=train_cfg.rng_impl), state.step)
 
 
 class Task:
@@ -98,11 +108,11 @@ class Task:
     params = nn.unbox(self.model.init(rng, *self.model_inputs(batch))["params"])
     ema = params if self.config.optim.ema_decay > 0 else None
     return TrainState(step=jnp.zeros([], jnp.int32), params=params, opt_state=self.tx.init(params),
-                      rng=jax.random.key_data(jax.random.PRNGKey(self.config.train.seed)),
+                      rng=step_rng_data(self.config.train),
                       ema_params=ema)
 
   def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-    rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    rng = step_key(state, self.config.train)
     grad_fn = jax.value_and_grad(self.loss, has_aux=True)
     (loss, metrics), grads = grad_fn(state.params, batch, rng, True, state.step)
     grads = self.filter_updates(grads, state.step)

@@ -124,7 +124,7 @@ class Task(base.Task):
     opt_state = {"generator": self.tx.init(params["generator"]),
                  "discriminator": self.disc_tx.init(params["discriminator"])}
     return CodecState(step=jnp.zeros([], jnp.int32), params=params, opt_state=opt_state,
-                      rng=jax.random.key_data(jax.random.PRNGKey(self.config.train.seed)))
+                      rng=base.step_rng_data(self.config.train))
 
   def state_shardings(self, abstract_state, mesh, axis_rules, batch):
     replicated = NamedSharding(mesh, P())
@@ -183,7 +183,7 @@ class Task(base.Task):
 
   def train_step(self, state, batch):
     cfg, t = self.config, self.config.task
-    rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    rng = base.step_key(state, self.config.train)
     pair_rng, dropout_rng, vq_rng = jax.random.split(rng, 3)
     inputs, target, mask, flag = self._pairs(pair_rng, batch)
     num_active = rvq.dropout_num_quantizers(dropout_rng, inputs.shape[0], cfg.model.num_quantizers)

@@ -24,9 +24,17 @@ from speechjax.train import checkpoint as ckpt_lib
 from speechjax.train import metrics as metrics_lib
 
 
+RNG_IMPLS = ("threefry2x32", "rbg")
+
+
 def default_train_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
-      "num_steps": 1000, "seed": 0, "log_every": 50, "eval_every": 0, "eval_steps": 10,
+      "num_steps": 1000, "seed": 0,
+      # the step's random bits (dropout, masks): "threefry2x32" (the same bits on every backend and mesh) or
+      # "rbg" (the TPU's hardware generator: HuBERT Base's train step compiles for TPU in half the time,
+      # docs/scaling.md; the bits depend on backend and sharding)
+      "rng_impl": "threefry2x32",
+      "log_every": 50, "eval_every": 0, "eval_steps": 10,
       "peak_flops": 0.0,            # per device; 0 = from the device table, or measured on CPU
       "profile_steps": (),          # (first, last): jax.profiler trace of those steps
       # resuming with another process count than the checkpoint's: False = refuse (the data order cannot
@@ -46,6 +54,7 @@ def validate(cfg: ml_collections.ConfigDict, need_data: bool = True) -> None:
   config_lib.check_sections(cfg)
   r = config_lib.require
   r(cfg.train.num_steps > 0, "train.num_steps", cfg.train.num_steps, "must be > 0")
+  r(cfg.train.rng_impl in RNG_IMPLS, "train.rng_impl", cfg.train.rng_impl, f"expected one of {RNG_IMPLS}")
   r(cfg.train.log_every > 0, "train.log_every", cfg.train.log_every, "must be > 0")
   r(cfg.train.eval_every >= 0, "train.eval_every", cfg.train.eval_every, "must be >= 0")
   r(cfg.checkpoint.save_every > 0, "checkpoint.save_every", cfg.checkpoint.save_every, "must be > 0")

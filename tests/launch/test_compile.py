@@ -130,6 +130,22 @@ def test_hubert_tiny_train_step_compiles_for_tpu(topology, devices, mesh, tmp_pa
   json.loads(compile_lib.to_json(report))
 
 
+def test_a_step_that_does_not_fit_reports_the_compilers_numbers():
+  """A real out-of-memory compile (AudioLM's semantic stage without remat, 8 × 30 s per v4 core): the
+  report carries XLA:TPU's required and available HBM, parsed from the compiler's own message."""
+  _libtpu_or_skip()
+  cfg = config_lib.load("configs/token_lm.py:semantic", ["--config.model.dtype=bfloat16",
+                                                        "--config.model.remat_policy=none",
+                                                        "--config.data.path=/nonexistent"])
+  report = compile_lib.compile_config(cfg, "semantic", "v4-32")
+  (step,) = report.steps
+  assert not step.fits and not step.memory
+  o = step.overflow
+  assert o["required"] > o["available"] > 14 * 2**30
+  assert all(b["size"] > 0 and b["shape"] for b in o["largest"])
+  assert "DOES NOT FIT" in compile_lib.format_report(report)
+
+
 def test_cli_without_a_topology_it_knows(capsys):
   from speechjax import cli
   assert cli.main(["compile", "--config", "configs/hubert.py:tiny", "--topology", "v9-8"]) == 2

@@ -93,6 +93,23 @@ def test_flash_refuses_attention_dropout_in_training_only():
   np.testing.assert_allclose(out, attention.dot_product_attention(q, k, v, mask), atol=1e-5)
 
 
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg"])
+def test_attention_dropout_drops_its_rate_and_keeps_the_mean(impl):
+  """Dropout on the weights from 16-bit draws: with v = identity rows the output is the dropped weights;
+  the drop fraction is the rate within sampling error, and the kept weights are rescaled so the mean
+  output equals the no-dropout output (unbiased, as flax's nn.Dropout)."""
+  frames, heads = 64, 4
+  q, k = (jax.random.normal(jax.random.PRNGKey(i), (8, frames, heads, 8)) for i in (1, 2))
+  v = jnp.broadcast_to(jnp.eye(frames)[None, :, None, :], (8, frames, heads, frames))
+  mask = jnp.ones((8, frames), bool)
+  clean = attention.dot_product_attention(q, k, v, mask)
+  dropped = attention.dot_product_attention(q, k, v, mask, dropout_rate=0.1, deterministic=False,
+                                            dropout_rng=jax.random.key(3, impl=impl))
+  n = dropped.size
+  assert abs(float((dropped == 0).mean()) - 0.1) < 4 * (0.1 * 0.9 / n) ** 0.5
+  np.testing.assert_allclose(float(dropped.mean()), float(clean.mean()), rtol=0.01)
+
+
 def test_unknown_implementation_is_named():
   (q, k, v, _), mask, _ = _inputs(5, [5])
   with pytest.raises(ValueError, match="'cudnn'"):

@@ -21,6 +21,7 @@ from tests.helpers import harness
     ("--config.optim.warmup_steps=100000", "optim.warmup_steps"),
     ("--config.task.name=nope", "task.name"),
     ("--config.checkpoint.best_mode=median", "checkpoint.best_mode"),
+    ("--config.train.rng_impl=threefry", "train.rng_impl"),
 ])
 def test_bad_config_fails_fast_naming_the_field(tone_data, tmp_path, override, field):
   with pytest.raises(ValueError, match=field.replace(".", r"\.")):
@@ -41,15 +42,17 @@ def test_nan_batch_is_skipped_and_counted(tone_data, tmp_path):
   assert np.isfinite(final["loss"]) and final["skipped_updates"] == 1
 
 
-def test_training_learns_and_checkpoint_rebuilds_the_model(tone_data, tmp_path):
+@pytest.mark.parametrize("rng_impl", ["threefry2x32", "rbg"])
+def test_training_learns_and_checkpoint_rebuilds_the_model(tone_data, tmp_path, rng_impl):
   trainer = harness.make_trainer(tone_data, str(tmp_path), [
-      "--config.train.num_steps=150", "--config.train.log_every=25", "--config.optim.lr=3e-3",
+      f"--config.train.rng_impl={rng_impl}", "--config.train.num_steps=150", "--config.train.log_every=25", "--config.optim.lr=3e-3",
       "--config.train.eval_every=150", "--config.checkpoint.keep_best=accuracy",
       "--config.checkpoint.best_mode=max"])
   final = trainer.run()
   losses = harness.read_losses(str(tmp_path))
   assert losses[150] < 0.7 * losses[25], losses
   assert final["eval_accuracy"] > 0.5   # 8 tones: chance is 0.125
+  assert trainer.state.rng.shape == {"threefry2x32": (2,), "rbg": (4,)}[rng_impl]
   cfg, model, params = speechjax.load(str(tmp_path))
   assert cfg.train.num_steps == 150 and cfg.model.num_classes == 8
   batch = next(trainer.data)
