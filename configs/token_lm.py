@@ -80,10 +80,14 @@ def audiolm_config(stage: str) -> ml_collections.ConfigDict:
   cfg.data.labels = data_labels(stage, task)
   cfg.data.batch_size = 256
   cfg.train.rng_impl = common.TPU_RNG_IMPL
-  # Compiled for v4-32 (8 crops per core, bf16; docs/scaling.md §0): without remat the semantic stage needs
-  # 19.4 GiB per core, with "dots" 12.3 (SoundStorm 11.7). Coarse and fine do not fit at this batch even
-  # with "full" (61 and 40 GiB): open.
-  cfg.model.remat_policy = "dots"
+  # Chosen by compiling for v4-32 (8 crops per core, bf16; docs/scaling.md §0). Semantic: 19.4 GiB per core
+  # without remat, 12.3 with "dots". Coarse and fine (2251 and 1801 tokens): the hardware generator's
+  # attention-dropout draws are kept for every layer even under full remat (61 and 40 GiB), and threefry's
+  # compile for 150 s, so their attention dropout is off (the paper gives one dropout rate, kept on the
+  # residual and FFN paths): coarse 8.9 GiB with "full", fine 12.4 with "dots".
+  cfg.model.remat_policy = {"coarse": "full"}.get(stage, "dots")
+  if stage in ("coarse", "fine"):
+    cfg.model.attention_dropout = 0.0
   cfg.data.max_sample_size = cfg.data.min_sample_size = int(AUDIOLM_CROP_SECONDS[stage] * 16000)
   if stage != "soundstorm":
     cfg.model.max_length = audiolm.sequence_length(stage, vocab, token_lm_task.frames(cfg, task.semantic_rate),

@@ -153,7 +153,7 @@ class Task(base.Task):
     t = self.config.task
 
     def discriminate(params, fake):
-      return self.disc.apply({"params": params}, jnp.concatenate([target, fake]))
+      return self.disc.apply({"params": params}, losses.interleave_real_fake(target, fake))
 
     def generator_loss(outputs):
       real, fake = losses.split_real_fake(outputs)

@@ -1,0 +1,1 @@
+speechjax compile --config configs/token_lm.py:fine --topology v4-32 --config.model.dtype=bfloat16 --config.data.path=/nonexistent 

@@ -1,0 +1,1 @@
+speechjax compile --config configs/soundstream.py:24khz --topology v4-8 --config.model.dtype=bfloat16 --config.data.path=/nonexistent 
