@@ -1,6 +1,8 @@
-"""docs/scaling.md's per-preset compile table from `speechjax compile --json` records.
+"""docs/scaling.md's compile tables from `speechjax compile --json` records (<name>.json + <name>.cmd).
 
     python benchmarks/compile_table.py benchmarks/compiles_presets > /tmp/table.md
+    python benchmarks/compile_table.py --plan benchmarks/compiles benchmarks/compiles_presets
+        (the plan against each encoder record: `speechjax plan` calibration)
 """
 import json
 import pathlib
@@ -28,6 +30,22 @@ def row(name: str, report: dict) -> str:
           f"{step['flops'] / 1e12:.2f} T | {collectives(step)} | {step['step_seconds'] * 1e3:.0f} ms ({step['bound']}) |")
 
 
+def plan_rows(folders):
+  from speechjax.launch import plan
+  print("| record (train step) | slice | batch | compiled peak / device | plan | error |")
+  print("|---|---|---|---|---|---|")
+  for folder in folders:
+    for path in sorted(pathlib.Path(folder).glob("*.cmd")):
+      command = path.read_text()
+      if not any(f"--config configs/{name}.py:" in command for name in ("wav2vec2", "hubert", "wavlm")):
+        continue
+      report = json.loads(path.with_suffix(".json").read_text())
+      p, compiled = plan.replan_compile(command, report)
+      predicted = p.chosen.memory["total"]
+      print(f"| {path.parent.name}/{path.stem} ({report['dtype']}) | {report['topology']} | {report['batch']} | "
+            f"{compiled / GiB:.2f} GiB | {predicted / GiB:.2f} GiB | {(predicted - compiled) / compiled:+.1%} |")
+
+
 def main(folder: str):
   print("| preset | params | slice, mesh | batch | GiB per device | compile here | FLOPs / device | collectives "
         "| step estimate |")
@@ -37,4 +55,7 @@ def main(folder: str):
 
 
 if __name__ == "__main__":
-  main(sys.argv[1])
+  if sys.argv[1] == "--plan":
+    plan_rows(sys.argv[2:])
+  else:
+    main(sys.argv[1])

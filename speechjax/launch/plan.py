@@ -210,8 +210,8 @@ def activation_terms(model_cfg, num_samples: int, tensor: int = 1, rng_impl: str
                          and frame pair 8 B + b: float32 logits and softmax and the compute-dtype weights
                          for the value matmul, + b + 1 B with attention dropout (the dropped copy and its
                          mask), + 2 B of kept 16-bit random draws when they come from the hardware
-                         generator (`rng_impl="rbg"`; threefry's are recomputed). Calibrated against the TPU
-                         compiler: `ATTENTION_PAIR_BYTES`
+                         generator (`rng_impl="rbg"`; kept under every remat policy; threefry's are
+                         recomputed). Calibrated against the TPU compiler: `ATTENTION_PAIR_BYTES`
                          remat dots (weight-matmul outputs saved): 3·D + (3·D + I)/t per frame
                          remat full: the layer input, D per frame; a rematerialised stack also holds one
                          layer's full activations while it recomputes it
@@ -236,13 +236,14 @@ def activation_terms(model_cfg, num_samples: int, tensor: int = 1, rng_impl: str
     masks = ((2 * d if model_cfg.get("hidden_dropout", 0) > 0 else 0)
              + (i / tensor if model_cfg.get("activation_dropout", 0) > 0 else 0))
     attn_dropout = model_cfg.get("attention_dropout", 0) > 0
-    per_pair = (ATTENTION_PAIR_BYTES + b + ((b + 1) if attn_dropout else 0)
-                + (2 if attn_dropout and rng_impl == "rbg" else 0))
-    none = f * ((5 * d + (4 * d + 2 * i) / tensor) * b + masks) + h * f * f / tensor * per_pair
+    kept_draws = h * f * f / tensor * (2 if attn_dropout and rng_impl == "rbg" else 0)   # under any remat
+    per_pair = ATTENTION_PAIR_BYTES + b + ((b + 1) if attn_dropout else 0)
+    none = f * ((5 * d + (4 * d + 2 * i) / tensor) * b + masks) + h * f * f / tensor * per_pair + kept_draws
     classes = sum(int(k) for k in model_cfg.get("num_classes", ()) or ()) or 0
     out.update({
         "layers": model_cfg.num_hidden_layers,
-        "layer": {"none": none, "dots": f * (3 * d + (3 * d + i) / tensor) * b, "full": f * d * b},
+        "layer": {"none": none, "dots": f * (3 * d + (3 * d + i) / tensor) * b + kept_draws,
+                  "full": f * d * b + kept_draws},
         "front": f * (2 * c / tensor + 6 * d) * b,
         "head": f * max(f, classes) * 4 * 3,
         "attention_pair_bytes": per_pair,
@@ -376,6 +377,20 @@ def make_plan(cfg, spec: str, topology: str, mesh: str = "auto", mfu: float = 0.
 
 # ----------------------------------------------------------------------------------------------
 # Report
+
+
+def replan_compile(command: str, report: dict) -> tuple[Plan, float]:
+  """(plan, compiled peak bytes) of a recorded `speechjax compile` run: its command line and its `--json`
+  report. The plan uses the command's config, overrides and topology on the report's mesh."""
+  import shlex
+  from speechjax import config as config_lib
+  argv = shlex.split(command)[2:]   # after "speechjax compile"
+  spec, topology = argv[argv.index("--config") + 1], argv[argv.index("--topology") + 1]
+  cfg = config_lib.load(spec, [a for a in argv if a.startswith("--config.")])
+  mesh = report["mesh"]
+  (step,) = [s for s in report["steps"] if s["step"] == "train"]
+  compiled = step["memory"]["peak"] if step["fits"] else step["overflow"]["required"]
+  return make_plan(cfg, spec, topology, mesh=f"({mesh['data']},{mesh['fsdp']},{mesh['tensor']})"), compiled
 
 
 def _gib(x: float) -> str:
