@@ -85,6 +85,14 @@ def data_position(saved: list[dict], process_index: int, process_count: int, new
   return {"epoch": max(int(p["epoch"]) for p in saved) + 1, "batch": 0}
 
 
+def check_resume_rng_impl(saved_config: dict, cfg) -> None:
+  """ConfigError naming `train.rng_impl` unless it is the checkpoint's: the base key's shape depends on it
+  (runs saved before the field existed used threefry)."""
+  saved = saved_config.get("train", {}).get("rng_impl", "threefry2x32")
+  config_lib.require(saved == cfg.train.rng_impl, "train.rng_impl", cfg.train.rng_impl,
+                     f"the checkpoint was saved with {saved!r}; resume with --config.train.rng_impl={saved}")
+
+
 def _check_batch_divides_mesh(cfg, mesh) -> None:
   shards = mesh.shape["data"] * mesh.shape["fsdp"]
   config_lib.require(cfg.data.batch_size % shards == 0, "data.batch_size", cfg.data.batch_size,
@@ -148,6 +156,8 @@ class Trainer:
     with self.context():
       abstract, self.state_shardings = abstract_state(self.task, self.mesh, self.rules, batch, rng)
       if self.checkpointer.latest_step() is not None:
+        _, saved = ckpt_lib.read_meta(os.path.join(self.workdir, "checkpoints"))
+        check_resume_rng_impl(saved["config"], self.cfg)
         self.state, meta = self.checkpointer.restore(abstract)
         self.data.restore(data_position(meta["data"], jax.process_index(), jax.process_count(),
                                         self.cfg.train.resume_data_on_new_hosts))

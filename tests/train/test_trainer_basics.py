@@ -81,3 +81,12 @@ def test_data_position_with_another_process_count():
   with pytest.raises(ConfigError, match="saved by 2 processes and this run has 4"):
     trainer.data_position(saved, 0, 4, False)
   assert trainer.data_position(saved, 3, 4, True) == {"epoch": 5, "batch": 0}
+
+
+def test_resume_with_another_rng_impl_is_refused_naming_the_field():
+  from speechjax.config import ConfigError
+  from speechjax.train import trainer
+  cfg = config.load(harness.CONFIG, ["--config.train.rng_impl=rbg"])
+  trainer.check_resume_rng_impl({"train": {"rng_impl": "rbg"}}, cfg)
+  with pytest.raises(ConfigError, match=r"train\.rng_impl.*saved with 'threefry2x32'"):
+    trainer.check_resume_rng_impl({"train": {}}, cfg)   # saved before the field existed
