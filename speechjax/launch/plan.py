@@ -379,6 +379,15 @@ def make_plan(cfg, spec: str, topology: str, mesh: str = "auto", mfu: float = 0.
 # Report
 
 
+# The config files whose models the activation model covers (transformer encoders).
+PLANNED_CONFIGS = ("configs/wav2vec2.py:", "configs/hubert.py:", "configs/wavlm.py:")
+
+
+def plans_compile(command: str) -> bool:
+  """Whether a recorded `speechjax compile` command is of a config the plan models."""
+  return any(f"--config {spec}" in command for spec in PLANNED_CONFIGS)
+
+
 def replan_compile(command: str, report: dict) -> tuple[Plan, float]:
   """(plan, compiled peak bytes) of a recorded `speechjax compile` run: its command line and its `--json`
   report. The plan uses the command's config, overrides and topology on the report's mesh."""

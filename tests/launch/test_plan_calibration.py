@@ -10,7 +10,6 @@ from speechjax.launch import plan
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
 TOLERANCE = 0.10
-PLANNED = ("configs/wav2vec2.py:", "configs/hubert.py:", "configs/wavlm.py:")   # what `plan` models
 # Records the plan misses by more than TOLERANCE (strict: an improved plan must take the mark off).
 KNOWN_MISSES = {"compiles_presets/hubert_base_remat_dots": "remat 'dots' with rbg draws: plan -11.7 % "
                                                            "(docs/scaling.md, issue 17)"}
@@ -19,7 +18,7 @@ KNOWN_MISSES = {"compiles_presets/hubert_base_remat_dots": "remat 'dots' with rb
 def _records():
   paths = sorted([*BENCHMARKS.glob("compiles/*.cmd"), *BENCHMARKS.glob("compiles_presets/*.cmd")])
   return [str(p.relative_to(BENCHMARKS).with_suffix("")) for p in paths
-          if any(f"--config {spec}" in p.read_text() for spec in PLANNED)]
+          if plan.plans_compile(p.read_text())]
 
 
 @pytest.mark.parametrize("name", [
