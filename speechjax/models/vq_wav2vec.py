@@ -31,6 +31,7 @@ from flax import linen as nn
 from speechjax.config import ConfigError, require
 from speechjax.models import wav2vec
 from speechjax.models.family import Family
+from speechjax.nn.activations import gelu
 from speechjax.nn.partitioning import logical, norm_inits
 from speechjax.nn.quantizers import GumbelVectorQuantizer, KMeansVectorQuantizer
 from speechjax.nn.transformer import linear_inits
@@ -77,7 +78,7 @@ def quantize(cfg, z, frame_mask, train: bool, temperature):
   dtype, width = jnp.dtype(cfg.dtype), z.shape[-1]
   if cfg.vq_type == "gumbel":
     hidden = nn.Dense(2 * width, dtype=dtype, name="vq_input", **linear_inits("conv_in", "conv_out", width))
-    h = nn.gelu(hidden(z), approximate=False)
+    h = gelu(hidden(z))
     if cfg.vq_input_norm:   # unit-scale input to the N(0, 1) logits projection: logits ≫ Gumbel noise
       h = nn.LayerNorm(dtype=dtype, name="vq_input_norm", **norm_inits("conv_out"))(h)
     return GumbelVectorQuantizer(cfg.vq_groups, cfg.vq_vars, width, dtype, name="quantizer")(

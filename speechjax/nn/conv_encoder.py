@@ -16,6 +16,7 @@ from typing import Sequence
 import jax.numpy as jnp
 from flax import linen as nn
 
+from speechjax.nn.activations import gelu
 from speechjax.nn.partitioning import logical, norm_inits
 
 DEFAULT_LAYERS = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
@@ -65,7 +66,7 @@ class ConvFeatureEncoder(nn.Module):
       elif i == 0:
         x = nn.GroupNorm(num_groups=channels, epsilon=NORM_EPS, dtype=self.dtype, name="norm0",
                          **norm_inits("conv_out"))(x)
-      x = nn.gelu(x, approximate=False)
+      x = gelu(x)
       x = nn.with_logical_constraint(x, ("batch", "length", "conv_out"))
     return x
 

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from speechjax.nn.activations import gelu
 from speechjax.nn.partitioning import logical
 
 
@@ -84,4 +85,4 @@ class PositionalConvEmbedding(nn.Module):
     bias = self.param("bias", logical(nn.initializers.zeros, "embed"), (features,))
     kernel = weight_norm(v, g).astype(self.dtype)
     y = grouped_conv(x.astype(self.dtype), kernel, self.groups)
-    return nn.gelu(y + bias.astype(self.dtype), approximate=False)
+    return gelu(y + bias.astype(self.dtype))

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from speechjax.nn.activations import gelu
 from speechjax.nn.attention import dot_product_attention
 from speechjax.nn.layer_stack import run_layers
 from speechjax.nn.partitioning import dense_inits, logical, norm_inits
@@ -153,7 +154,7 @@ class SelfAttention(nn.Module):
                      self.dtype, name="out_proj")(y)
 
 
-ACTIVATIONS = {"gelu": lambda h: nn.gelu(h, approximate=False), "swish": nn.swish}
+ACTIVATIONS = {"gelu": gelu, "swish": nn.swish}
 
 
 class FeedForward(nn.Module):

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from speechjax.launch import hlo_stats
 from speechjax.parallel.mesh import DEFAULT_RULES
 
 
@@ -68,27 +69,8 @@ def param_counts(family, preset: str) -> tuple[int, int]:
   return full, bare
 
 
-def matmul_flops(jaxpr) -> float:
-  """FLOPs of every dot_general / conv in a jaxpr (2 per multiply-add), sub-jaxprs included."""
-  total = 0.0
-  for eqn in jaxpr.eqns:
-    out = eqn.outvars[0].aval.shape
-    if eqn.primitive.name == "dot_general":
-      (contract, _), _ = eqn.params["dimension_numbers"]
-      lhs = eqn.invars[0].aval.shape
-      total += 2.0 * math.prod(out) * math.prod(lhs[i] for i in contract)
-    elif eqn.primitive.name == "conv_general_dilated":
-      rhs, spec = eqn.invars[1].aval.shape, eqn.params["dimension_numbers"].rhs_spec
-      total += 2.0 * math.prod(out) * rhs[spec[1]] * math.prod(rhs[i] for i in spec[2:])
-    for value in eqn.params.values():
-      sub = getattr(value, "jaxpr", value)
-      if hasattr(sub, "eqns"):
-        total += matmul_flops(sub)
-  return total
-
-
 def forward_matmul_flops(model, params, num_samples: int) -> float:
   """Matmul FLOPs of one eval forward pass over one utterance of `num_samples` samples."""
   jaxpr = jax.make_jaxpr(lambda p, a, m: model.apply({"params": p}, a, m))(
       params, jnp.zeros((1, num_samples)), jnp.ones((1, num_samples), bool))
-  return matmul_flops(jaxpr.jaxpr)
+  return hlo_stats.count_flops(jaxpr.jaxpr)   # scan bodies times their length
