@@ -204,6 +204,21 @@ def test_nonfinite_gradient_is_skipped_and_counted():
   assert float(optim.learning_rate(state, schedule)) == float(schedule(1))
 
 
+def test_skip_nonfinite_equals_optax_apply_if_finite():
+  """The select-based skip gives optax.apply_if_finite's updates and state bit for bit."""
+  adam = optax.adam(1e-2)
+  ours, theirs = optim.skip_nonfinite(adam), optax.apply_if_finite(adam, max_consecutive_errors=10**6)
+  grads = _random_grads(PARAMS, 4)
+  grads[1] = jax.tree.map(lambda g: g.at[0].set(jnp.nan), grads[1])
+  ours_state, theirs_state = ours.init(PARAMS), theirs.init(PARAMS)
+  for g in grads:
+    ours_updates, ours_state = jax.jit(ours.update)(g, ours_state, PARAMS)
+    theirs_updates, theirs_state = jax.jit(theirs.update)(g, theirs_state, PARAMS)
+    assert _tree_equal(ours_updates, theirs_updates)
+    assert _tree_equal(ours_state, theirs_state)
+  assert int(ours_state.total_notfinite) == 1
+
+
 def test_nonfinite_micro_batch_is_dropped_from_accumulation():
   g1, g2 = _random_grads(PARAMS, 2)
   nan = jax.tree.map(lambda g: jnp.full_like(g, jnp.nan), g1)
