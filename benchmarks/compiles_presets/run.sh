@@ -10,6 +10,7 @@ declare -A ROWS=(
   [wav2vec2_base]="configs/wav2vec2.py:base v4-8"
   [hubert_base]="configs/hubert.py:base v4-8"
   [hubert_base_remat_dots]="configs/hubert.py:base v4-8 --config.model.remat_policy=dots"
+  [hubert_base_remat_dots_no_hidden_dropout]="configs/hubert.py:base v4-8 --config.model.remat_policy=dots --config.model.hidden_dropout=0.0"
   [wavlm_base]="configs/wavlm.py:base v4-8"
   [wav2vec2_large]="configs/wav2vec2.py:large v4-64"
   [hubert_large]="configs/hubert.py:large v4-64"
@@ -22,7 +23,7 @@ declare -A ROWS=(
   [audiolm_fine]="configs/token_lm.py:fine v4-32"
   [soundstorm]="configs/token_lm.py:soundstorm v4-32"
 )
-ORDER=(wav2vec2_base hubert_base hubert_base_remat_dots wavlm_base wav2vec2_large hubert_large wavlm_large hubert_xlarge
+ORDER=(wav2vec2_base hubert_base hubert_base_remat_dots hubert_base_remat_dots_no_hidden_dropout wavlm_base wav2vec2_large hubert_large wavlm_large hubert_xlarge
        soundstream_16khz soundstream_24khz audiolm_semantic audiolm_coarse audiolm_fine soundstorm)
 for row in "${@:-${ORDER[@]}}"; do
   read -r spec topology extra <<< "${ROWS[$row]}"

@@ -214,7 +214,9 @@ def activation_terms(model_cfg, num_samples: int, tensor: int = 1, rng_impl: str
                          recomputed). Calibrated against the TPU compiler: `ATTENTION_PAIR_BYTES`
                          remat dots (weight-matmul outputs saved): 3·D + (3·D + I)/t per frame
                          remat full: the layer input, D per frame; a rematerialised stack also holds one
-                         layer's full activations while it recomputes it
+                         layer's full activations while it recomputes it. Under dots and full with
+                         `rng_impl="rbg"`, each residual dropout keeps 4 + 1 + b B per element (draw,
+                         mask, dropped copy), measured by compiling with and without hidden dropout
   front end, head        feature LN/projection/positional conv: 2·C/t + 6·D per frame; loss head: F ×
                          max(F, ΣK) float32 × 3 (logits, softmax, gradient)
   frame classifier       per frame C + E + 2·M + K (LN, projection, MLP pre/post GELU, logits)
@@ -237,13 +239,17 @@ def activation_terms(model_cfg, num_samples: int, tensor: int = 1, rng_impl: str
              + (i / tensor if model_cfg.get("activation_dropout", 0) > 0 else 0))
     attn_dropout = model_cfg.get("attention_dropout", 0) > 0
     kept_draws = h * f * f / tensor * (2 if attn_dropout and rng_impl == "rbg" else 0)   # under any remat
+    # Under remat with hardware draws, each of the two residual dropouts keeps per element its 32-bit draw,
+    # mask and dropped copy (4 + 1 + b B): HuBERT Base, remat dots, v4-8 compiled 0.78 GiB lighter without
+    # hidden dropout, 14.5 B per frame × D per layer (this term: 14 B in bf16).
+    kept_hidden = f * 2 * d * (5 + b) if model_cfg.get("hidden_dropout", 0) > 0 and rng_impl == "rbg" else 0
     per_pair = ATTENTION_PAIR_BYTES + b + ((b + 1) if attn_dropout else 0)
     none = f * ((5 * d + (4 * d + 2 * i) / tensor) * b + masks) + h * f * f / tensor * per_pair + kept_draws
     classes = sum(int(k) for k in model_cfg.get("num_classes", ()) or ()) or 0
     out.update({
         "layers": model_cfg.num_hidden_layers,
-        "layer": {"none": none, "dots": f * (3 * d + (3 * d + i) / tensor) * b + kept_draws,
-                  "full": f * d * b + kept_draws},
+        "layer": {"none": none, "dots": f * (3 * d + (3 * d + i) / tensor) * b + kept_draws + kept_hidden,
+                  "full": f * d * b + kept_draws + kept_hidden},
         "front": f * (2 * c / tensor + 6 * d) * b,
         "head": f * max(f, classes) * 4 * 3,
         "attention_pair_bytes": per_pair,

@@ -11,8 +11,7 @@ from speechjax.launch import plan
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
 TOLERANCE = 0.10
 # Records the plan misses by more than TOLERANCE (strict: an improved plan must take the mark off).
-KNOWN_MISSES = {"compiles_presets/hubert_base_remat_dots": "remat 'dots' with rbg draws: plan -11.7 % "
-                                                           "(docs/scaling.md, issue 17)"}
+KNOWN_MISSES: dict[str, str] = {}
 
 
 def _records():
