@@ -2,6 +2,11 @@
 
     python benchmarks/w2v2_vs_hf_flax.py --preset tiny --batch 2 --seconds 4
     python benchmarks/w2v2_vs_hf_flax.py --preset base --batch 2 --seconds 4
+    python benchmarks/w2v2_vs_hf_flax.py --preset base --peer torch   # the real Base against HF PyTorch
+
+`--peer torch`: the preset as it is (Base: group-norm extractor, post-LN, dropout 0.1, LayerDrop 0.05),
+against `transformers.Wav2Vec2ForPreTraining` with the same config (HF's conversion of ours), batch, mask
+and 100 negatives, AdamW, torch's intra-op threads = this machine's cores; HF Flax cannot build that variant.
 
 HF's Flax model supports only the layer-norm extractor with pre-LN layers, so both sides run the preset
 with `extractor_mode=layer_norm, do_stable_layer_norm=True, conv_bias=True` (a "large-style" variant at the
@@ -84,18 +89,52 @@ def measure_peer(cfg, batch_size, seconds, steps, peak):
           "mfu_xla": round(xla_flops / step_time / (peak * jax.device_count()), 4)}
 
 
+def measure_torch_peer(cfg, batch_size, seconds, steps):
+  import torch
+  from transformers import Wav2Vec2ForPreTraining
+  from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
+  torch.manual_seed(0)
+  hf_cfg = hf.hf_config(cfg.model)
+  model = Wav2Vec2ForPreTraining(hf_cfg).train()
+  samples = int(seconds * 16000)
+  frames = int(model._get_feat_extract_output_lengths(samples))
+  audio = torch.tensor(0.1 * np.random.default_rng(0).standard_normal((batch_size, samples)), dtype=torch.float32)
+  mask = _compute_mask_indices((batch_size, frames), hf_cfg.mask_time_prob, hf_cfg.mask_time_length, min_masks=2)
+  negatives = torch.tensor(_sample_negative_indices((batch_size, frames), 100, mask_time_indices=mask))
+  mask = torch.tensor(mask)
+  opt = torch.optim.AdamW(model.parameters(), lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
+
+  def step():
+    loss = model(audio, mask_time_indices=mask, sampled_negative_indices=negatives).loss
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+  step()
+  start = time.perf_counter()
+  for _ in range(steps):
+    step()
+  step_time = (time.perf_counter() - start) / steps
+  return {"side": "hf_torch_peer", "torch_threads": torch.get_num_threads(), "step_time_s": round(step_time, 4),
+          "audio_seconds_per_s": round(batch_size * seconds / step_time, 2)}
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--preset", default="tiny")
   parser.add_argument("--batch", type=int, default=2)
   parser.add_argument("--seconds", type=float, default=4.0)
   parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--peer", default="flax", choices=("flax", "torch"))
   args = parser.parse_args()
   peak = metrics.measure_matmul_flops(2048, repeats=5)
   spec = f"configs/wav2vec2.py:{args.preset}"
-  ours = train_throughput.measure(spec, PEER_STYLE, args.batch, args.seconds, args.steps, peak)
-  cfg = train_throughput.load_config(spec, PEER_STYLE, args.batch, args.seconds)
-  peer = measure_peer(cfg, args.batch, args.seconds, args.steps, peak)
+  overrides = PEER_STYLE if args.peer == "flax" else ["--config.task.num_negatives=100"]
+  ours = train_throughput.measure(spec, overrides, args.batch, args.seconds, args.steps, peak)
+  cfg = train_throughput.load_config(spec, overrides, args.batch, args.seconds)
+  if args.peer == "flax":
+    peer = measure_peer(cfg, args.batch, args.seconds, args.steps, peak)
+  else:
+    peer = measure_torch_peer(cfg, args.batch, args.seconds, args.steps)
   ours["side"] = "speechjax"
   print(json.dumps(ours))
   print(json.dumps(peer))
