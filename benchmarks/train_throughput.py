@@ -67,8 +67,9 @@ def build_step(spec: str, overrides: list[str], batch_size: int, seconds: float)
     step = jax.jit(task.train_step, in_shardings=(shardings, mesh_lib.batch_sharding(mesh)),
                    out_shardings=(shardings, mesh_lib.replicated(mesh)), donate_argnums=0)
     global_batch = mesh_lib.host_to_global(batch, mesh)
-    flops = hlo_stats.jaxpr_flops(step, state, global_batch)
-    compiled = step.lower(state, global_batch).compile()
+    traced = step.trace(state, global_batch)
+    flops = hlo_stats.count_flops(traced.jaxpr.jaxpr)
+    compiled = traced.lower().compile()
   return compiled, state, global_batch, task, flops
 
 

@@ -209,8 +209,9 @@ def _memory(compiled) -> dict:
 def compile_step(name: str, jitted, args, device: Device, num_devices: int) -> StepReport:
   """Lowers and compiles `jitted(*args)` for the slice and reads what the compiler says."""
   import jax
-  flops = hlo_stats.jaxpr_flops(jitted, *args) / num_devices
-  lowered = jitted.lower(*args)
+  traced = jitted.trace(*args)   # traced once: its jaxpr gives the FLOPs, its lowering the program
+  flops = hlo_stats.count_flops(traced.jaxpr.jaxpr) / num_devices
+  lowered = traced.lower()
   start = time.perf_counter()
   try:
     with _quiet_stderr():

@@ -10,8 +10,6 @@ from speechjax.launch import plan
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
 TOLERANCE = 0.10
-# Records the plan misses by more than TOLERANCE (strict: an improved plan must take the mark off).
-KNOWN_MISSES: dict[str, str] = {}
 
 
 def _records():
@@ -20,9 +18,7 @@ def _records():
           if plan.plans_compile(p.read_text())]
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_MISSES[n], strict=True)) if n in KNOWN_MISSES else n
-    for n in _records()])
+@pytest.mark.parametrize("name", _records())
 def test_plan_predicts_the_compiled_peak(name):
   p, compiled = plan.replan_compile((BENCHMARKS / f"{name}.cmd").read_text(),
                                     json.loads((BENCHMARKS / f"{name}.json").read_text()))
