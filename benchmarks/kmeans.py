@@ -2,7 +2,7 @@
 
     python benchmarks/kmeans.py [--small] [--corpus data/synth-small] [--workdir DIR]
                                 [--methods ours-lloyd,ours-warm,ours-minibatch,sklearn,faiss] [--no-mfcc]
-                                [--cases a,b] [--lloyd-tol 1e-4]
+                                [--cases a,b] [--lloyd-tol 1e-4] [--seed 0]
 
 Prints a table of
   * MFCC extraction speed (audio seconds per second) on eSpeak speech from the synthetic corpus:
@@ -182,21 +182,21 @@ def mean_sq_distance(data: np.ndarray, centroids: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- k-means methods
 
 
-def ours_lloyd(data, case, tol: float):
+def ours_lloyd(data, case, tol: float, seed: int):
   """tol: stop when a pass improves the inertia by at most tol (relative)."""
-  return kmeans.fit(data, case.k, iters=case.lloyd_iters, seed=0, tol=tol).centroids
+  return kmeans.fit(data, case.k, iters=case.lloyd_iters, seed=seed, tol=tol).centroids
 
 
-def ours_warm_start(data, case, tol: float):
+def ours_warm_start(data, case, tol: float, seed: int):
   """init="sample-lloyd" on a 10% uniform sample (k-means++, then Lloyd on the sample to tol 1e-4),
   then Lloyd passes over all the data (faiss-style subsample training, refined on everything)."""
-  return kmeans.fit(data, case.k, iters=case.lloyd_iters, seed=0, init="sample-lloyd",
+  return kmeans.fit(data, case.k, iters=case.lloyd_iters, seed=seed, init="sample-lloyd",
                     init_sample=len(data) // 10, tol=tol).centroids
 
 
-def ours_minibatch(data, case):
+def ours_minibatch(data, case, seed: int):
   return kmeans.fit(data, case.k, iters=case.minibatch_iters, batch_size=10000, n_init=20, tol=0.0,
-                    seed=0).centroids
+                    seed=seed).centroids
 
 
 def sklearn_fairseq(data, case):
@@ -220,15 +220,16 @@ def has_faiss() -> bool:
   return True
 
 
-def methods(case: Case, chosen: list[str], lloyd_tol: float) -> dict:
-  """Display name → function, for the chosen method keys (faiss only when it is installed)."""
+def methods(case: Case, chosen: list[str], lloyd_tol: float, seed: int = 0) -> dict:
+  """Display name → function, for the chosen method keys (faiss only when it is installed); `seed` is
+  that of ours."""
   available = {
       "ours-lloyd": (f"ours Lloyd (≤{case.lloyd_iters} it, tol {lloyd_tol:g})",
-                     functools.partial(ours_lloyd, tol=lloyd_tol)),
+                     functools.partial(ours_lloyd, tol=lloyd_tol, seed=seed)),
       "ours-warm": (f"ours Lloyd on a 10% sample, then on all (tol {lloyd_tol:g})",
-                    functools.partial(ours_warm_start, tol=lloyd_tol)),
-      "ours-minibatch": (f"ours mini-batch 10000, n_init 20 (≤{case.minibatch_iters} passes)",
-                         ours_minibatch),
+                    functools.partial(ours_warm_start, tol=lloyd_tol, seed=seed)),
+      "ours-minibatch": (f"ours mini-batch 10000, n_init 20 (≤{case.minibatch_iters} passes), seed {seed}",
+                         functools.partial(ours_minibatch, seed=seed)),
       "sklearn": (f"sklearn MiniBatchKMeans, fairseq settings (max_iter {case.minibatch_iters})",
                   sklearn_fairseq),
       "faiss": ("faiss Kmeans (niter 25, defaults)", faiss_kmeans)}
@@ -238,9 +239,10 @@ def methods(case: Case, chosen: list[str], lloyd_tol: float) -> dict:
   return dict(available[m] for m in chosen if m != "faiss" or has_faiss())
 
 
-def run_case(case: Case, data: np.ndarray, aligned, chosen: list[str], lloyd_tol: float) -> list[dict]:
+def run_case(case: Case, data: np.ndarray, aligned, chosen: list[str], lloyd_tol: float,
+             seed: int = 0) -> list[dict]:
   rows = []
-  for name, fn in methods(case, chosen, lloyd_tol).items():
+  for name, fn in methods(case, chosen, lloyd_tol, seed).items():
     centroids, seconds = timed(lambda: fn(data, case))
     row = {"case": f"({case.name}) {len(data)}×{case.dim}, K={case.k}", "method": name,
            "wall_s": round(seconds, 1), "inertia": round(mean_sq_distance(data, centroids), 4)}
@@ -279,6 +281,7 @@ def main():
   parser.add_argument("--no-mfcc", action="store_true", help="skip the MFCC speed table")
   parser.add_argument("--cases", default="a,b", help="k-means cases to run, comma-separated")
   parser.add_argument("--lloyd-tol", type=float, default=1e-4, help="relative inertia tolerance of ours Lloyd")
+  parser.add_argument("--seed", type=int, default=0, help="seed of our methods (init sample, k-means++, shuffle)")
   args = parser.parse_args()
   corpus = args.corpus
   if not os.path.exists(os.path.join(corpus, "synth.json")):
@@ -291,7 +294,7 @@ def main():
   for case in (c for c in (SMALL if args.small else FULL) if c.name in args.cases.split(",")):
     data, aligned, description = case_data(case, utterances)
     print(f"case ({case.name}): {description}", flush=True)
-    rows += run_case(case, data, aligned, args.methods.split(","), args.lloyd_tol)
+    rows += run_case(case, data, aligned, args.methods.split(","), args.lloyd_tol, args.seed)
   print_table(rows)
 
 

@@ -7,10 +7,13 @@ The peak FLOP/s is measured on the spot by a float32 matmul (the practical peak 
 chip table of speechjax.train.metrics instead). MFU uses two FLOP counts: the task's analytic model FLOPs
 (`flops_per_example`, fwd + bwd) and the matmul + conv FLOPs of the step as traced (`traced_gflop_per_step`:
 the jaxpr's dots and convs, scan bodies times their length; rematerialised work included).
-Batches are random audio of the configured static shape; no input pipeline is involved.
+Batches are random audio of the configured static shape; no input pipeline is involved, unless
+`--pipeline-beside SECONDS`: then the config's tf.data training pipeline pulls one batch per SECONDS on a
+thread beside the timed steps (what the trainer's input costs the step on a machine with few cores).
 """
 import argparse
 import json
+import threading
 import time
 
 import jax
@@ -18,6 +21,7 @@ import numpy as np
 from flax import linen as nn
 
 from speechjax import config as config_lib
+from speechjax.data import pipeline
 from speechjax.launch import hlo_stats
 from speechjax.parallel import mesh as mesh_lib
 from speechjax.tasks import get_task
@@ -84,9 +88,21 @@ def time_steps(compiled, state, batch, steps: int):
   return (time.perf_counter() - start) / steps, state
 
 
-def measure(spec: str, overrides: list[str], batch_size: int, seconds: float, steps: int, peak: float):
+def _pull_batches(cfg, interval: float, stop: threading.Event):
+  batches = iter(pipeline.from_config(cfg.data, train=True))
+  while not stop.wait(interval):
+    next(batches)
+
+
+def measure(spec: str, overrides: list[str], batch_size: int, seconds: float, steps: int, peak: float,
+            pipeline_beside: float = 0.0):
   compiled, state, batch, task, traced_flops = build_step(spec, overrides, batch_size, seconds)
+  stop = threading.Event()
+  if pipeline_beside:
+    cfg = load_config(spec, overrides, batch_size, seconds)
+    threading.Thread(target=_pull_batches, args=(cfg, pipeline_beside, stop), daemon=True).start()
   step_time, _ = time_steps(compiled, state, batch, steps)
+  stop.set()
   model_flops = batch_size * task.flops_per_example()
   total_peak = peak * jax.device_count()
   return {"config": spec, "batch": batch_size, "seconds": seconds, "step_time_s": round(step_time, 4),
@@ -106,13 +122,16 @@ def main():
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--seconds", type=float, default=4.0)
   parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--pipeline-beside", type=float, default=0.0, metavar="SECONDS",
+                      help="run the config's tf.data pipeline beside the steps, one batch per SECONDS")
   args = parser.parse_args()
   specs = args.config + [MODELS[name] for name in args.model]
   if not specs:
     parser.error("give at least one --config or --model")
   peak = metrics.measure_matmul_flops(2048, repeats=5)
   for spec in specs:
-    print(json.dumps(measure(spec, args.override, args.batch, args.seconds, args.steps, peak)))
+    print(json.dumps(measure(spec, args.override, args.batch, args.seconds, args.steps, peak,
+                             args.pipeline_beside)))
 
 
 if __name__ == "__main__":
