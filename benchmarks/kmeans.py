@@ -32,6 +32,7 @@ import soundfile
 from speechjax.audio import features
 from speechjax.cluster import kmeans, quality
 from speechjax.data import synth
+from speechjax.train import allocator
 
 
 @dataclasses.dataclass
@@ -283,6 +284,7 @@ def main():
   parser.add_argument("--lloyd-tol", type=float, default=1e-4, help="relative inertia tolerance of ours Lloyd")
   parser.add_argument("--seed", type=int, default=0, help="seed of our methods (init sample, k-means++, shuffle)")
   args = parser.parse_args()
+  allocator.reuse_freed_memory()   # as every `speechjax` command does
   corpus = args.corpus
   if not os.path.exists(os.path.join(corpus, "synth.json")):
     corpus = synth.generate(os.path.join(args.workdir, "synth-micro"), size="micro", seed=0)

@@ -21,6 +21,7 @@ import tempfile
 import jax
 
 import train_throughput  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from speechjax.train import allocator  # noqa: E402
 
 # (part, pattern on the op's JAX source path); the first match wins. Backward ops carry the forward's
 # module path under `transpose(jvp(...))`, so each part includes its backward pass.
@@ -96,6 +97,7 @@ def main():
   parser.add_argument("--top", type=int, default=15)
   parser.add_argument("--json", help="also write the full result here")
   args = parser.parse_args()
+  allocator.reuse_freed_memory()   # as every `speechjax` command does
   r = profile(args.config, args.override, args.batch, args.seconds, args.steps)
   print(f"{r['config']} {' '.join(r['overrides'])}: batch {r['batch']} × {r['seconds']} s, "
         f"step {r['step_time_s']:.3f} s wall ({r['traced_step_time_s']:.3f} s while traced), op time {r['op_time_s_per_step']:.3f} s per step")

@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import train_throughput  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from speechjax.train import allocator  # noqa: E402
 
 
 def step_seconds(spec: str, overrides: list[str], batch: int, crop: float, steps: int) -> float:
@@ -48,6 +49,7 @@ def main():
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--out", required=True, help="path prefix: writes <out>.json and <out>.png")
   args = parser.parse_args()
+  allocator.reuse_freed_memory()   # as every `speechjax` command does
   by_crop = [{"batch": args.base_batch, "crop_s": c,
               "step_s": step_seconds(args.config, args.override, args.base_batch, c, args.steps)}
              for c in map(float, args.crops.split(","))]

@@ -25,7 +25,7 @@ from speechjax.data import pipeline
 from speechjax.launch import hlo_stats
 from speechjax.parallel import mesh as mesh_lib
 from speechjax.tasks import get_task
-from speechjax.train import checkpoint, metrics
+from speechjax.train import allocator, checkpoint, metrics
 
 
 # --model NAME: shorthand for `--config` of a model family's preset (CPU-sized unless named otherwise)
@@ -125,6 +125,7 @@ def main():
   parser.add_argument("--pipeline-beside", type=float, default=0.0, metavar="SECONDS",
                       help="run the config's tf.data pipeline beside the steps, one batch per SECONDS")
   args = parser.parse_args()
+  allocator.reuse_freed_memory()   # as every `speechjax` command does
   specs = args.config + [MODELS[name] for name in args.model]
   if not specs:
     parser.error("give at least one --config or --model")

@@ -25,7 +25,7 @@ import optax
 
 import train_throughput  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from speechjax.interop import hf
-from speechjax.train import metrics
+from speechjax.train import allocator, metrics
 
 PEER_STYLE = ["--config.model.extractor_mode=layer_norm", "--config.model.do_stable_layer_norm=True",
               "--config.model.conv_bias=True", "--config.model.hidden_dropout=0.0",
@@ -126,6 +126,7 @@ def main():
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--peer", default="flax", choices=("flax", "torch"))
   args = parser.parse_args()
+  allocator.reuse_freed_memory()   # as every `speechjax` command does
   peak = metrics.measure_matmul_flops(2048, repeats=5)
   spec = f"configs/wav2vec2.py:{args.preset}"
   overrides = PEER_STYLE if args.peer == "flax" else ["--config.task.num_negatives=100"]

@@ -30,6 +30,8 @@ import importlib
 import os
 import sys
 
+from speechjax.train import allocator
+
 # verb → "module[:object]" whose add_arguments(parser) and run(args) -> int implement it
 VERBS = {
     "synth": "speechjax.data.synth",
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
   if rest and args.verb not in OVERRIDE_VERBS:
     parser.error(f"unrecognized arguments: {' '.join(rest)}")
   args.overrides = rest
+  allocator.reuse_freed_memory()
   try:
     return int(modules[args.verb].run(args) or 0)
   except (ValueError, OSError) as e:   # config and input errors: their messages name the field or file

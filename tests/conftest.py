@@ -11,6 +11,12 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="speechjax-test-xla-cache-")
   os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
 
+# As every `speechjax` command does: large freed buffers are reused instead of mapped afresh
+# (speechjax/train/allocator.py).
+from speechjax.train import allocator  # noqa: E402
+
+allocator.reuse_freed_memory()
+
 
 @pytest.fixture(scope="session")
 def tone_data(tmp_path_factory):

@@ -59,7 +59,7 @@ class PipelineSpec:
   num_threads: int = 0              # tf.data threads; 0 = as many as tf.data likes
 
 
-def _host_files(meta: records.DatasetMeta, spec: PipelineSpec) -> tuple[list[str], bool]:
+def host_files(meta: records.DatasetMeta, spec: PipelineSpec) -> tuple[list[str], bool]:
   """This host's shard files, and whether records must be sharded inside the files."""
   if spec.split not in meta.splits:
     raise ValueError(f"data.split: {spec.split!r} not in {spec.data_dir} (has {sorted(meta.splits)})")
@@ -69,7 +69,7 @@ def _host_files(meta: records.DatasetMeta, spec: PipelineSpec) -> tuple[list[str
   return files, True   # fewer (or unevenly many) files than hosts: shard records instead
 
 
-def _label_hops(meta: records.DatasetMeta, spec: PipelineSpec) -> dict[str, int]:
+def label_hops(meta: records.DatasetMeta, spec: PipelineSpec) -> dict[str, int]:
   missing = [n for n in spec.labels if n not in meta.labels]
   if missing:
     raise ValueError(f"data.labels: {missing} not in {spec.data_dir} (has {sorted(meta.labels)})")
@@ -82,8 +82,8 @@ class Pipeline:
   def __init__(self, spec: PipelineSpec):
     self.spec = spec
     self.meta = records.read_meta(spec.data_dir)
-    self.files, self._shard_records = _host_files(self.meta, spec)
-    self.hops = _label_hops(self.meta, spec)
+    self.files, self._shard_records = host_files(self.meta, spec)
+    self.hops = label_hops(self.meta, spec)
     self.crop_unit = math.lcm(1, *self.hops.values())   # crops start on every label frame boundary
     if spec.max_sample_size % self.crop_unit:
       raise ValueError(f"data.max_sample_size={spec.max_sample_size} must be a multiple of "
@@ -307,6 +307,8 @@ def default_config():
       "max_target_length": 0,
       "train_subset_seconds": 0.0,          # > 0: train on the first N seconds of the train split only
       "eval_skip_seconds": 0.0,             # > 0: evaluate on the eval split after its first N seconds
+      "in_memory": False,                   # True: training batches from the split held in host memory
+                                            # (speechjax.data.memory; crop mode; less host CPU per batch)
   })
 
 
@@ -315,9 +317,9 @@ def from_config(data_cfg, train: bool, process_index: int = 0, process_count: in
   if data_cfg.batch_size % process_count:
     raise ValueError(f"config.data.batch_size={data_cfg.batch_size}: not divisible by the "
                      f"{process_count} processes")
-  return make_pipeline(
-      data_cfg.path, data_cfg.train_split if train else data_cfg.eval_split,
-      data_cfg.batch_size // process_count, data_cfg.max_sample_size,
+  spec = PipelineSpec(
+      data_dir=data_cfg.path, split=data_cfg.train_split if train else data_cfg.eval_split,
+      batch_size=data_cfg.batch_size // process_count, max_sample_size=data_cfg.max_sample_size,
       min_sample_size=data_cfg.min_sample_size, labels=tuple(data_cfg.labels), seed=data_cfg.seed,
       shuffle_buffer=data_cfg.shuffle_buffer if train else 0, random_crop=train,
       bucket_boundaries=tuple(data_cfg.bucket_boundaries) if train else (),
@@ -327,6 +329,10 @@ def from_config(data_cfg, train: bool, process_index: int = 0, process_count: in
       max_seconds=data_cfg.get("train_subset_seconds", 0.0) if train else 0.0,
       skip_seconds=0.0 if train else data_cfg.get("eval_skip_seconds", 0.0),
       process_index=process_index, process_count=process_count, repeat=train)
+  if train and data_cfg.get("in_memory", False):
+    from speechjax.data import memory   # memory builds on this module
+    return memory.InMemoryPipeline(spec)
+  return Pipeline(spec)
 
 
 def batch_shapes(data_cfg, batch_size: int, label_hops: dict[str, int]) -> dict[str, tuple[tuple, str]]:

@@ -147,10 +147,12 @@ def feature_spec(label_names=()) -> dict:
   return spec
 
 
-def parse_example(serialized, label_names=()):
-  """tf.data map fn: record → dict(audio=[T] float32, labels/<n>=[F] int32, text fields)."""
+def parse_example(serialized, label_names=(), decode_audio: bool = True):
+  """tf.data map fn: record → dict(audio=[T] float32 (int16 PCM bytes if not `decode_audio`),
+  labels/<n>=[F] int32, text fields)."""
   ex = tf.io.parse_single_example(serialized, feature_spec(label_names))
-  ex["audio"] = tf.cast(tf.io.decode_raw(ex["audio"], tf.int16), tf.float32) / 32768.0
+  if decode_audio:
+    ex["audio"] = tf.cast(tf.io.decode_raw(ex["audio"], tf.int16), tf.float32) / 32768.0
   for name in label_names:
     key = f"labels/{name}"
     ex[key] = tf.cast(tf.sparse.to_dense(ex[key]), tf.int32)

@@ -1,22 +1,32 @@
-"""Input pipeline: static shapes, masks, label/audio crop consistency, host sharding, exact resume."""
+"""Input pipeline: static shapes, masks, label/audio crop consistency, host sharding, exact resume.
+
+Tests taking the `in_memory` fixture run on both training pipelines: tf.data and `data.memory` (its own
+tests: tests/data/test_memory.py)."""
 import itertools
 
 import numpy as np
 import pytest
 
-from speechjax.data import pipeline, records
+from speechjax.data import memory, pipeline, records
 
 from tests.helpers import toy_data
 
 
-def _pipe(path, **kw):
+@pytest.fixture(params=[False, True], ids=["tfdata", "in_memory"])
+def in_memory(request):
+  return request.param
+
+
+def _pipe(path, in_memory=False, **kw):
   args = dict(batch_size=4, max_sample_size=9600, labels=("phone_20ms",), seed=3)
   args.update(kw)
+  if in_memory:
+    return memory.InMemoryPipeline(pipeline.PipelineSpec(path, "train", **args))
   return pipeline.make_pipeline(path, "train", **args)
 
 
-def test_batch_shapes_and_masks(tone_data):
-  batch = next(_pipe(tone_data))
+def test_batch_shapes_and_masks(tone_data, in_memory):
+  batch = next(_pipe(tone_data, in_memory))
   assert batch["audio"].shape == (4, 9600) and batch["audio"].dtype == np.float32
   assert batch["audio_mask"].shape == (4, 9600) and batch["audio_mask"].dtype == bool
   assert batch["labels/phone_20ms"].shape == (4, 30)
@@ -30,11 +40,11 @@ def test_batch_shapes_and_masks(tone_data):
     assert (batch["labels/phone_20ms"][row][frames] >= 0).all()
 
 
-def test_labels_cropped_consistently_with_audio(tone_data):
+def test_labels_cropped_consistently_with_audio(tone_data, in_memory):
   """Re-deriving each frame's tone from the cropped audio must give the cropped labels."""
   freqs = 200.0 * 2 ** (np.arange(toy_data.NUM_TONES) / 2)
   checked = 0
-  for batch in itertools.islice(_pipe(tone_data), 4):
+  for batch in itertools.islice(_pipe(tone_data, in_memory), 4):
     for audio, labels, mask in zip(batch["audio"], batch["labels/phone_20ms"],
                                    batch["labels_mask/phone_20ms"]):
       for f in np.flatnonzero(mask)[1:-1]:
@@ -47,10 +57,10 @@ def test_labels_cropped_consistently_with_audio(tone_data):
   assert checked > 100
 
 
-def test_random_crops_differ_between_epochs_but_not_between_runs(tone_data):
-  a = [next(_pipe(tone_data, shuffle_buffer=0))["audio"] for _ in range(2)]
+def test_random_crops_differ_between_epochs_but_not_between_runs(tone_data, in_memory):
+  a = [next(_pipe(tone_data, in_memory, shuffle_buffer=0))["audio"] for _ in range(2)]
   np.testing.assert_array_equal(a[0], a[1])
-  p = _pipe(tone_data, shuffle_buffer=0, batch_size=8)
+  p = _pipe(tone_data, in_memory, shuffle_buffer=0, batch_size=8)
   epoch0 = next(p)["audio"]
   for _ in range(20):   # run into the next epoch
     batch = next(p)
@@ -84,9 +94,9 @@ def test_eval_pass_covers_every_utterance_once_with_static_shapes(tone_data):
   assert sorted(ids) == sorted(f"test-{i:04d}".encode() for i in range(16))
 
 
-@pytest.mark.parametrize("bucketed", [False, True])
-def test_resume_equals_uninterrupted(tone_data, bucketed):
-  kw = dict(bucket_boundaries=(4800, 9600)) if bucketed else {}
+@pytest.mark.parametrize("kind", ["tfdata", "bucketed", "in_memory"])
+def test_resume_equals_uninterrupted(tone_data, kind):
+  kw = dict(bucket_boundaries=(4800, 9600)) if kind == "bucketed" else dict(in_memory=kind == "in_memory")
   straight = list(itertools.islice(_pipe(tone_data, **kw), 40))   # > 1 epoch
   first = _pipe(tone_data, **kw)
   head = list(itertools.islice(first, 17))

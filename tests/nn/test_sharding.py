@@ -1,8 +1,9 @@
 """Sharded = single device: encoder gradients on an FSDP + tensor-parallel mesh of simulated devices.
 
 Guards against XLA SPMD partitioning bugs: partitioned by XLA, the positional conv's grouped conv
-(`feature_group_count`) returns its weight gradient doubled on both meshes (batch sharded over one axis,
-replicated over `tensor`); speechjax/nn/pos_conv.py runs it per device in shard_map instead."""
+(`feature_group_count`) returned its weight gradient doubled on both meshes (batch sharded over one axis,
+replicated over `tensor`); speechjax/nn/pos_conv.py computes it as matmuls over blocks of taps instead
+(kernel 20 here: a scan over 4-tap blocks)."""
 import json
 import subprocess
 

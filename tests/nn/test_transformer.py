@@ -119,6 +119,28 @@ def test_positional_conv_weight_norm_and_same_padding():
   np.testing.assert_allclose(jax.jit(module.apply)({"params": params}, x), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel, taps", [(20, None), (20, 3), (16, None), (5, 1)])
+def test_grouped_conv_blocks_equal_xla_grouped_conv(kernel, taps):
+  """Scan over tap blocks (kernel > ONE_BLOCK_MAX_TAPS, or given; 3 leaves a zero-padded last block)
+  and one block give XLA's grouped conv, values and gradients."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((2, 11, 8)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((kernel, 2, 8)), jnp.float32)
+
+  def xla(x, w):
+    pad = (kernel // 2, (kernel - 1) // 2)
+    return jax.lax.conv_general_dilated(x, w, (1,), [pad], dimension_numbers=("NWC", "WIO", "NWC"),
+                                        feature_group_count=4, precision="highest")
+
+  def ours(x, w):
+    return pos_conv.grouped_conv(x, w, 4, taps)
+  np.testing.assert_allclose(ours(x, w), xla(x, w), rtol=1e-5, atol=1e-5)
+  probe = jnp.asarray(rng.standard_normal((2, 11, 8)), jnp.float32)
+  for a, b in zip(jax.grad(lambda *a: jnp.sum(ours(*a) * probe), (0, 1))(x, w),
+                  jax.grad(lambda *a: jnp.sum(xla(*a) * probe), (0, 1))(x, w)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_scale_gradient_scales_only_the_gradient():
   x = jnp.arange(3.0)
   np.testing.assert_array_equal(grad.scale_gradient(x, 0.1), x)
