@@ -2,7 +2,8 @@
 
     python benchmarks/kmeans.py [--small] [--corpus data/synth-small] [--workdir DIR]
                                 [--methods ours-lloyd,ours-warm,ours-minibatch,sklearn,faiss] [--no-mfcc]
-                                [--cases a,b] [--lloyd-tol 1e-4] [--seed 0]
+                                [--cases a,b] [--lloyd-tol 1e-4] [--seed 0] [--restarts 1]
+                                [--features FEATURE_DIR --features-k 100]
 
 Prints a table of
   * MFCC extraction speed (audio seconds per second) on eSpeak speech from the synthetic corpus:
@@ -13,7 +14,9 @@ Prints a table of
     (a) N × 39 MFCC frames, K=100: real MFCCs of the corpus (frames at offsets 0 and 80 samples)
         when it has enough of them, else a Gaussian mixture; PNMI against the corpus' 10 ms phone
         alignments when real frames are used;
-    (b) N × 768 Gaussian-mixture frames, K=500 (the shape of HuBERT layer features).
+    (b) N × 768 Gaussian-mixture frames, K=500 (the shape of HuBERT layer features);
+    (c) with --features: the train split of features dumped by `speechjax dump` or the HuBERT loop
+        (e.g. a trained model's layer: `workdir/hubert_loop/iter3/features`), K = --features-k.
     Methods: ours full-batch Lloyd, ours Lloyd warm-started on a 10% sample, ours mini-batch (fairseq's batch size and n_init), sklearn
     MiniBatchKMeans exactly as fairseq's learn_kmeans.py, faiss-cpu Kmeans (defaults; skipped when
     faiss is not installed).
@@ -195,9 +198,9 @@ def ours_warm_start(data, case, tol: float, seed: int):
                     init_sample=len(data) // 10, tol=tol).centroids
 
 
-def ours_minibatch(data, case, seed: int):
+def ours_minibatch(data, case, seed: int, restarts: int = 1):
   return kmeans.fit(data, case.k, iters=case.minibatch_iters, batch_size=10000, n_init=20, tol=0.0,
-                    seed=seed).centroids
+                    seed=seed, restarts=restarts).centroids
 
 
 def sklearn_fairseq(data, case):
@@ -221,16 +224,17 @@ def has_faiss() -> bool:
   return True
 
 
-def methods(case: Case, chosen: list[str], lloyd_tol: float, seed: int = 0) -> dict:
+def methods(case: Case, chosen: list[str], lloyd_tol: float, seed: int = 0, restarts: int = 1) -> dict:
   """Display name → function, for the chosen method keys (faiss only when it is installed); `seed` is
-  that of ours."""
+  that of ours, `restarts` that of ours mini-batch."""
   available = {
       "ours-lloyd": (f"ours Lloyd (≤{case.lloyd_iters} it, tol {lloyd_tol:g})",
                      functools.partial(ours_lloyd, tol=lloyd_tol, seed=seed)),
       "ours-warm": (f"ours Lloyd on a 10% sample, then on all (tol {lloyd_tol:g})",
                     functools.partial(ours_warm_start, tol=lloyd_tol, seed=seed)),
-      "ours-minibatch": (f"ours mini-batch 10000, n_init 20 (≤{case.minibatch_iters} passes), seed {seed}",
-                         functools.partial(ours_minibatch, seed=seed)),
+      "ours-minibatch": (f"ours mini-batch 10000, n_init 20 (≤{case.minibatch_iters} passes), seed {seed}"
+                         + (f", best of {restarts} fits" if restarts > 1 else ""),
+                         functools.partial(ours_minibatch, seed=seed, restarts=restarts)),
       "sklearn": (f"sklearn MiniBatchKMeans, fairseq settings (max_iter {case.minibatch_iters})",
                   sklearn_fairseq),
       "faiss": ("faiss Kmeans (niter 25, defaults)", faiss_kmeans)}
@@ -241,9 +245,9 @@ def methods(case: Case, chosen: list[str], lloyd_tol: float, seed: int = 0) -> d
 
 
 def run_case(case: Case, data: np.ndarray, aligned, chosen: list[str], lloyd_tol: float,
-             seed: int = 0) -> list[dict]:
+             seed: int = 0, restarts: int = 1) -> list[dict]:
   rows = []
-  for name, fn in methods(case, chosen, lloyd_tol, seed).items():
+  for name, fn in methods(case, chosen, lloyd_tol, seed, restarts).items():
     centroids, seconds = timed(lambda: fn(data, case))
     row = {"case": f"({case.name}) {len(data)}×{case.dim}, K={case.k}", "method": name,
            "wall_s": round(seconds, 1), "inertia": round(mean_sq_distance(data, centroids), 4)}
@@ -262,6 +266,13 @@ def case_data(case: Case, utterances):
     if len(frames) >= case.n // 2:
       return frames, aligned, f"real MFCC of synthetic speech ({len(frames)} frames)"
   return mixture(case.n, case.dim, 2 * case.k), None, "Gaussian mixture"
+
+
+def dumped_features(feature_dir: str, k: int) -> tuple[Case, np.ndarray]:
+  """Case (c): every train-split frame of a feature dump."""
+  from speechjax.cluster import features as feature_lib
+  data = np.concatenate([shard.features for shard in feature_lib.shards(feature_dir, "train")])
+  return Case("c", len(data), data.shape[1], k, 100, 100), np.ascontiguousarray(data, np.float32)
 
 
 def print_table(rows: list[dict]) -> None:
@@ -283,6 +294,9 @@ def main():
   parser.add_argument("--cases", default="a,b", help="k-means cases to run, comma-separated")
   parser.add_argument("--lloyd-tol", type=float, default=1e-4, help="relative inertia tolerance of ours Lloyd")
   parser.add_argument("--seed", type=int, default=0, help="seed of our methods (init sample, k-means++, shuffle)")
+  parser.add_argument("--restarts", type=int, default=1, help="ours mini-batch: best of this many whole fits")
+  parser.add_argument("--features", default="", help="case (c): a feature dump directory (train split)")
+  parser.add_argument("--features-k", type=int, default=100, help="case (c): K")
   args = parser.parse_args()
   allocator.reuse_freed_memory()   # as every `speechjax` command does
   corpus = args.corpus
@@ -296,7 +310,11 @@ def main():
   for case in (c for c in (SMALL if args.small else FULL) if c.name in args.cases.split(",")):
     data, aligned, description = case_data(case, utterances)
     print(f"case ({case.name}): {description}", flush=True)
-    rows += run_case(case, data, aligned, args.methods.split(","), args.lloyd_tol, args.seed)
+    rows += run_case(case, data, aligned, args.methods.split(","), args.lloyd_tol, args.seed, args.restarts)
+  if args.features:
+    case, data = dumped_features(args.features, args.features_k)
+    print(f"case (c): {args.features}, {len(data)} × {data.shape[1]}", flush=True)
+    rows += run_case(case, data, None, args.methods.split(","), args.lloyd_tol, args.seed, args.restarts)
   print_table(rows)
 
 

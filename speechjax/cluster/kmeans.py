@@ -410,8 +410,9 @@ def _lloyd_on_sample(sample: np.ndarray, start: np.ndarray, iters: int = 100, to
   return _to_host(centroids)
 
 
-def _check_arguments(k, iters, n_init, batch_size, chunk_size, tol, init_sample):
-  for name, value in (("k", k), ("iters", iters), ("n_init", n_init), ("chunk_size", chunk_size)):
+def _check_arguments(k, iters, n_init, batch_size, chunk_size, tol, init_sample, restarts):
+  for name, value in (("k", k), ("iters", iters), ("n_init", n_init), ("chunk_size", chunk_size),
+                      ("restarts", restarts)):
     if not isinstance(value, (int, np.integer)) or value < 1:
       raise ValueError(f"k-means: {name} must be a positive int, got {value!r}")
   for name, value in (("batch_size", batch_size), ("init_sample", init_sample)):
@@ -498,7 +499,7 @@ def _minibatch(steps, passes, centroids, iters, tol, num_points):
 
 def fit(data, k: int, *, iters: int = 100, init="k-means++", init_sample: int | None = None,
         n_init: int = 1, batch_size: int | None = None, seed: int = 0, mesh: Mesh | None = None,
-        tol: float = 1e-4, chunk_size: int = DEFAULT_CHUNK_ROWS) -> KMeansResult:
+        tol: float = 1e-4, chunk_size: int = DEFAULT_CHUNK_ROWS, restarts: int = 1) -> KMeansResult:
   """Fits k centroids.
 
   Args:
@@ -520,13 +521,22 @@ def fit(data, k: int, *, iters: int = 100, init="k-means++", init_sample: int | 
     tol: stop when a pass lowers the inertia by at most tol × its previous value (and, for Lloyd,
       no cluster is empty). tol=0 runs until the inertia stops falling.
     chunk_size: rows per block in Lloyd mode (per process); bounds device memory.
+    restarts: whole fits with seeds `seed`, `seed + 1`, …; the one with the lowest inertia over all points
+      is returned (sklearn's `n_init` for whole fits; `n_init` here picks among k-means++ starts).
   Returns:
-    KMeansResult with `[K, D]` float32 centroids.
+    KMeansResult with `[K, D]` float32 centroids; `seed` is the chosen fit's.
   """
-  _check_arguments(k, iters, n_init, batch_size, chunk_size, tol, init_sample)
+  _check_arguments(k, iters, n_init, batch_size, chunk_size, tol, init_sample, restarts)
   if isinstance(data, np.memmap):
     data = _as_source(data)
   mesh = mesh or _first_device_of_each_process()
+  fits = [_fit_once(data, k, iters, init, init_sample, n_init, batch_size, seed + r, mesh, tol, chunk_size)
+          for r in range(restarts)]
+  return min(fits, key=lambda result: result.inertia)
+
+
+def _fit_once(data, k, iters, init, init_sample, n_init, batch_size, seed, mesh, tol, chunk_size):
+  """One fit (see `fit`)."""
   sample_size = init_sample or max(DEFAULT_INIT_SAMPLE, 3 * k, 3 * (batch_size or 0))
   scan = _scan(_as_source(data), sample_size, seed)
   if scan.num_points < k:

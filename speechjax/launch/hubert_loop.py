@@ -205,8 +205,19 @@ def add_arguments(parser):
   mesh.add_distributed_arguments(parser)
 
 
+def cache_compiled_programs(workdir: str) -> None:
+  """Iterations compile the same programs again (iteration 2's train step is iteration 1's; every
+  iteration's layer dumps and k-means steps): a persistent XLA cache under the workdir compiles each once.
+  Left alone when a cache is already set (JAX_COMPILATION_CACHE_DIR) or the workdir is remote."""
+  if jax.config.jax_compilation_cache_dir or "://" in workdir:
+    return
+  jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(workdir), "xla_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def run(args) -> int:
   mesh.maybe_init_distributed(args.coordinator, args.num_processes, args.process_id)
+  cache_compiled_programs(args.workdir)
   cfg = config_lib.load(args.config, args.overrides)
   Loop(cfg, args.workdir).run()
   return 0

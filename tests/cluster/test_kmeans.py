@@ -83,6 +83,15 @@ def test_not_worse_than_fairseq_minibatch_kmeans(frames):
       rel=1e-4)
 
 
+def test_restarts_return_the_best_whole_fit(frames):
+  singles = [kmeans.fit(frames, K, iters=3, batch_size=1000, tol=0, seed=s) for s in (4, 5, 6)]
+  best = kmeans.fit(frames, K, iters=3, batch_size=1000, tol=0, seed=4, restarts=3)
+  chosen = min(singles, key=lambda r: r.inertia)
+  assert len({r.inertia for r in singles}) == 3   # the seeds give different fits
+  assert best.seed == chosen.seed and best.inertia == chosen.inertia
+  np.testing.assert_array_equal(best.centroids, chosen.centroids)
+
+
 def test_sample_lloyd_init_needs_fewer_full_passes(frames):
   """init="sample-lloyd": k-means++ then Lloyd on the init sample, so the passes over all the data start
   near a local optimum (benchmarks/kmeans.py: 5.8× faster than MiniBatchKMeans on 1M MFCC frames)."""
@@ -168,6 +177,8 @@ def test_bad_input_is_rejected(frames):
     kmeans.fit(shrinking, K, init=frames[:K], iters=2)
   with pytest.raises(ValueError, match="batch_size"):
     kmeans.fit(frames, 4, batch_size=0)
+  with pytest.raises(ValueError, match="restarts"):
+    kmeans.fit(frames, 4, restarts=0)
 
 
 _SHARDED_SCRIPT = textwrap.dedent("""

@@ -82,3 +82,22 @@ def test_rerun_with_another_recipe_is_refused(straight, synth_records):
   with pytest.raises(config_lib.ConfigError, match=r"changed: train_overrides, iterations\[1\]\. Finished"):
     hubert_loop.Loop(cfg, straight)
   assert os.path.exists(os.path.join(straight, "loop_config.json"))
+
+
+_CACHE_PROBE = """
+import sys, jax
+from speechjax.launch import hubert_loop
+hubert_loop.cache_compiled_programs(sys.argv[1])
+print(jax.config.jax_compilation_cache_dir)
+"""
+
+
+@pytest.mark.parametrize("workdir, expected", [("/tmp/w", "/tmp/w/xla_cache"), ("gs://b/w", "None")])
+def test_loop_caches_compiled_programs_in_a_local_workdir(workdir, expected):
+  env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+  out = subprocess.run([sys.executable, "-c", _CACHE_PROBE, workdir], env=env, capture_output=True, text=True,
+                       check=True).stdout.split()
+  assert out[-1] == expected
+  env["JAX_COMPILATION_CACHE_DIR"] = "/elsewhere"   # a cache the user set is kept
+  assert subprocess.run([sys.executable, "-c", _CACHE_PROBE, workdir], env=env, capture_output=True, text=True,
+                        check=True).stdout.split()[-1] == "/elsewhere"

@@ -86,15 +86,18 @@ def test_activation_model(tiny):
   assert none > dots > full > terms["input"] + terms["conv"]
   d, i, h, f = 64, 128, 4, 99
   masks = 2 * d   # hidden dropout after attention and FFN (1 B each); no activation dropout
-  # per head and frame pair: float32 logits and softmax (ATTENTION_PAIR_BYTES = 8), the weights in the compute
-  # dtype (4 B), their dropped copy (4 B) and the dropout mask (1 B)
+  # per head and frame pair: float32 logits and softmax (ATTENTION_PAIR_BYTES = 8) and the weights in the
+  # compute dtype (4 B); attention dropout's mask and dropped copy are recomputed (threefry: no kept draws)
   assert plan.ATTENTION_PAIR_BYTES == 8
-  assert terms["layer"]["none"] == f * ((9 * d + 2 * i) * 4 + masks) + h * f * f * 17
+  assert terms["layer"]["none"] == f * ((9 * d + 2 * i) * 4 + masks) + h * f * f * 12
+  rbg = plan.activation_terms(cfg.model, 32000, rng_impl="rbg")   # + the kept 16-bit draws, any remat
+  assert rbg["layer"]["none"] - terms["layer"]["none"] == rbg["layer"]["dots"] - terms["layer"]["dots"] == \
+      h * f * f * 2
   assert terms["layer"]["dots"] == f * (6 * d + i) * 4 and terms["layer"]["full"] == f * d * 4
   split = plan.activation_terms(cfg.model, 32000, tensor=2)
   assert split["layer"]["none"] < terms["layer"]["none"] and split["conv"] == terms["conv"] / 2
   bf16 = cfg.model.copy_and_resolve_references()
-  bf16.dtype, bf16.attention_dropout = "bfloat16", 0.0
+  bf16.dtype = "bfloat16"
   half = plan.activation_terms(bf16, 32000)
   assert half["layer"]["none"] == f * ((9 * d + 2 * i) * 2 + masks) + h * f * f * (8 + 2)
 
