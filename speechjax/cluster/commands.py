@@ -53,22 +53,26 @@ class KMeans:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init", default="k-means++", choices=("k-means++", "sample-lloyd"),
                         help="sample-lloyd: refine k-means++ by Lloyd on a sample first (fewer full passes)")
+    parser.add_argument("--restarts", type=int, default=1,
+                        help="whole fits with seeds seed, seed+1, ...; keeps the lowest inertia")
 
   @staticmethod
   def run(args) -> int:
-    fit_and_save(args.features, args.split, args.k, args.out, args.percent, args.iters, args.seed, args.init)
+    fit_and_save(args.features, args.split, args.k, args.out, args.percent, args.iters, args.seed, args.init,
+                 args.restarts)
     return 0
 
 
-def fit_and_save(feature_dir, split, k, out, percent=-1.0, iters=50, seed=0, init="k-means++"):
-  """Fits k-means on the dumped features of `split` (each process its share) and saves it to `out`."""
+def fit_and_save(feature_dir, split, k, out, percent=-1.0, iters=50, seed=0, init="k-means++", restarts=1):
+  """Fits k-means on the dumped features of `split` (each process its share) and saves it to `out`
+  (the best of `restarts` whole fits)."""
   from speechjax.cluster import features, kmeans
   from speechjax.parallel import mesh
   shards = features.shards(feature_dir, split)
   source = features.sample_source(shards, percent, seed, jax.process_index(), jax.process_count())
-  result = kmeans.fit(source, k, iters=iters, seed=seed, init=init)
+  result = kmeans.fit(source, k, iters=iters, seed=seed, init=init, restarts=restarts)
   mesh.on_process_zero(f"kmeans {out}", lambda: kmeans.save(out, result, {
-      "features": feature_dir, "split": split, "percent": percent, "init": init,
+      "features": feature_dir, "split": split, "percent": percent, "init": init, "restarts": restarts,
       "rate": shards[0].info["rate"], "kind": shards[0].info["kind"]}))
   if jax.process_index() == 0:
     print(json.dumps({"k": k, "inertia": result.inertia, "iterations": result.iterations,

@@ -214,3 +214,17 @@ def test_eight_sharded_devices_equal_one(tmp_path):
     np.testing.assert_allclose(eight["centroids"], one["centroids"], rtol=1e-4, atol=1e-4)
     assert eight["inertia"] == pytest.approx(one["inertia"], rel=1e-5)
     assert eight["counts"] == one["counts"]
+
+
+def test_kmeans_command_keeps_the_best_restart(tone_data, tmp_path):
+  from speechjax import cli
+  from speechjax.cluster import features
+  extractor, rate = features.mfcc_extractor()
+  features.dump(tone_data, "train", str(tmp_path / "mfcc"), extractor, rate, "mfcc")
+  args = ["kmeans", "--features", str(tmp_path / "mfcc"), "--k", "8", "--iters", "3", "--seed", "2"]
+  fits = {}
+  for restarts in (1, 3):
+    assert cli.main(args + ["--restarts", str(restarts), "--out", str(tmp_path / f"km{restarts}.npz")]) == 0
+    fits[restarts] = kmeans.load(str(tmp_path / f"km{restarts}.npz"))
+  best, metadata = fits[3]
+  assert metadata["restarts"] == 3 and best.inertia <= fits[1][0].inertia
