@@ -13,7 +13,6 @@ tf.data pipeline's (a full shuffle here, a 1000-record buffer there).
 """
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -31,10 +30,7 @@ class InMemoryPipeline:
     self.meta = records.read_meta(spec.data_dir)
     files, shard_records = pipeline.host_files(self.meta, spec)
     self.hops = pipeline.label_hops(self.meta, spec)
-    self.crop_unit = math.lcm(1, *self.hops.values())
-    if spec.max_sample_size % self.crop_unit:
-      raise ValueError(f"data.max_sample_size={spec.max_sample_size} must be a multiple of "
-                       f"{self.crop_unit} (the label hop) so labels crop consistently")
+    self.crop_unit = pipeline.crop_unit(spec, self.hops)
     _check_fits_in_memory(self.meta.splits[spec.split].num_samples, spec)
     self._load(files, shard_records)
     self.epoch, self.batch_in_epoch = 0, 0

@@ -76,6 +76,15 @@ def label_hops(meta: records.DatasetMeta, spec: PipelineSpec) -> dict[str, int]:
   return {n: meta.labels[n].hop for n in spec.labels}
 
 
+def crop_unit(spec: PipelineSpec, hops: dict[str, int]) -> int:
+  """Samples between crop starts (every label set's frame boundary); `max_sample_size` must be a multiple."""
+  unit = math.lcm(1, *hops.values())
+  if spec.max_sample_size % unit:
+    raise ValueError(f"data.max_sample_size={spec.max_sample_size} must be a multiple of "
+                     f"{unit} (the label hop) so labels crop consistently")
+  return unit
+
+
 class Pipeline:
   """Iterator of host-local numpy batches with a saveable position."""
 
@@ -84,10 +93,7 @@ class Pipeline:
     self.meta = records.read_meta(spec.data_dir)
     self.files, self._shard_records = host_files(self.meta, spec)
     self.hops = label_hops(self.meta, spec)
-    self.crop_unit = math.lcm(1, *self.hops.values())   # crops start on every label frame boundary
-    if spec.max_sample_size % self.crop_unit:
-      raise ValueError(f"data.max_sample_size={spec.max_sample_size} must be a multiple of "
-                       f"{self.crop_unit} (the label hop) so labels crop consistently")
+    self.crop_unit = crop_unit(spec, self.hops)
     self.num_too_short = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.num_too_long = tf.Variable(0, dtype=tf.int64, trainable=False)      # audio or targets (targets)
     self.num_unknown_symbol = tf.Variable(0, dtype=tf.int64, trainable=False)
