@@ -35,21 +35,21 @@ import ml_collections
 from flax import linen as nn
 
 from speechjax.config import ConfigError, require
-from speechjax.nn import rvq
+from speechjax.nn import folded_conv, rvq
 from speechjax.nn.partitioning import logical
 
 _BASE = dict(
     model_type="soundstream", sample_rate=16000, channels=32, strides=(2, 4, 5, 8), embedding_dim=256,
     kernel_size=7, dilations=(1, 3, 9), num_quantizers=12, codebook_size=1024, vq_decay=0.99,
-    dead_code_threshold=2.0, kmeans_iters=10, film="none", dtype="float32")
+    dead_code_threshold=2.0, kmeans_iters=10, film="none", lane_fold=0, dtype="float32")
 
 _PRESETS = {
     # CPU-sized: 16 kHz, 50 Hz frames, 8 codebooks of 256 (400 bps each, 3.2 kbps in all).
     "tiny": dict(channels=8, embedding_dim=64, num_quantizers=8, codebook_size=256),
     # AudioLM's SoundStream: 16 kHz, 50 Hz frames, 12 × 1024 codes = 6 kbps.
-    "16khz": {},
+    "16khz": dict(lane_fold=128),
     # The paper's scalable model: 24 kHz, 75 Hz frames, 24 × 1024 codes = 18 kbps (750 bps each).
-    "24khz": dict(sample_rate=24000, num_quantizers=24),
+    "24khz": dict(sample_rate=24000, num_quantizers=24, lane_fold=128),
 }
 FILM_MODES = ("none", "encoder", "decoder")
 
@@ -76,6 +76,12 @@ def validate(cfg) -> None:
   require(cfg.kmeans_iters >= 0, "model.kmeans_iters", cfg.kmeans_iters, "must be >= 0")
   require(cfg.film in FILM_MODES, "model.film", cfg.film, f"expected one of {FILM_MODES}")
   require(cfg.dtype in ("float32", "bfloat16"), "model.dtype", cfg.dtype, "expected float32 or bfloat16")
+  require(cfg.lane_fold >= 0, "model.lane_fold", cfg.lane_fold, "must be >= 0 (0 = no folding)")
+  folds = stage_folds(cfg)
+  require(hop_length(cfg) % folds[0] == 0 and all(
+      (after * stride) % before == 0 for before, after, stride in zip(folds, folds[1:], cfg.strides)),
+      "model.lane_fold", cfg.lane_fold, f"gives stage folds {folds}: each fold times the next stride must be "
+      f"a multiple of the previous fold, and the first must divide the hop; use a smaller value or 0")
 
 
 def hop_length(cfg) -> int:
@@ -90,6 +96,15 @@ def frame_rate(cfg) -> float:
 def bitrate(cfg, n_q) -> float:
   """Bits per second with the first n_q codebooks: n_q · log2 N · frame rate."""
   return n_q * math.log2(cfg.codebook_size) * frame_rate(cfg)
+
+
+def stage_folds(cfg) -> tuple[int, ...]:
+  """Fold factor (speechjax.nn.folded_conv) of the signal at each rate: samples, after each down block.
+
+  A stage of c < lane_fold channels is folded by lane_fold // c, so its activations fill the lanes; the
+  frame rate (the quantizer's input) is never folded. lane_fold = 0: nothing is folded."""
+  widths = [cfg.channels * 2 ** i for i in range(len(cfg.strides))]
+  return tuple(max(1, cfg.lane_fold // w) if cfg.lane_fold else 1 for w in widths) + (1,)
 
 
 def _encoder_convs(cfg) -> list[tuple[int, int, int, int, int]]:
@@ -130,44 +145,55 @@ def _conv_inits() -> dict:
 
 
 class CausalConv(nn.Module):
-  """[B, T, C_in] → [B, T / stride, features]; output t sees inputs up to t·stride + stride − 1."""
+  """[B, T, C_in] → [B, T / stride, features]; output t sees inputs up to t·stride + stride − 1.
+
+  Input folded by fold_in, output by fold_out (speechjax.nn.folded_conv); 1 = plain [B, T, C]."""
   features: int
   kernel: int
   stride: int = 1
   dilation: int = 1
   dtype: jnp.dtype = jnp.float32
+  fold_in: int = 1
+  fold_out: int = 1
 
   @nn.compact
   def __call__(self, x):
     pad = (self.kernel - 1) * self.dilation + 1 - self.stride
-    return nn.Conv(self.features, (self.kernel,), (self.stride,), padding=[(pad, 0)],
-                   kernel_dilation=(self.dilation,), dtype=self.dtype, name="conv", **_conv_inits())(x)
+    return folded_conv.FoldedConv(
+        self.features, (self.kernel,), (self.stride,), [(pad, 0)], (self.dilation,), fold_in=self.fold_in,
+        fold_out=self.fold_out, dtype=self.dtype, name="conv", **_conv_inits())(x)
 
 
 class CausalConvTranspose(nn.Module):
-  """[B, F, C_in] → [B, F · stride, features], kernel 2·stride; output n sees inputs up to n // stride."""
+  """[B, F, C_in] → [B, F · stride, features], kernel 2·stride; output n sees inputs up to n // stride.
+
+  Input folded by fold_in, output by fold_out, as CausalConv."""
   features: int
   stride: int
   dtype: jnp.dtype = jnp.float32
+  fold_in: int = 1
+  fold_out: int = 1
 
   @nn.compact
   def __call__(self, x):
-    y = nn.ConvTranspose(self.features, (2 * self.stride,), (self.stride,), padding="VALID",
-                         dtype=self.dtype, name="conv", **_conv_inits())(x)
-    return y[:, :x.shape[1] * self.stride]
+    return folded_conv.FoldedCausalConvTranspose(
+        self.features, self.stride, self.fold_in, self.fold_out, dtype=self.dtype, name="conv",
+        **_conv_inits())(x)
 
 
 class ResidualUnit(nn.Module):
-  """x + Conv(k1)(ELU(Conv(kernel, dilation)(ELU(x)))), channels kept."""
+  """x + Conv(k1)(ELU(Conv(kernel, dilation)(ELU(x)))), channels and fold kept."""
   kernel: int
   dilation: int
   dtype: jnp.dtype = jnp.float32
+  fold: int = 1
 
   @nn.compact
   def __call__(self, x):
-    channels = x.shape[-1]
-    y = CausalConv(channels, self.kernel, dilation=self.dilation, dtype=self.dtype, name="dilated")(nn.elu(x))
-    return x + CausalConv(channels, 1, dtype=self.dtype, name="pointwise")(nn.elu(y))
+    channels, f = x.shape[-1] // self.fold, self.fold
+    y = CausalConv(channels, self.kernel, dilation=self.dilation, dtype=self.dtype, fold_in=f, fold_out=f,
+                   name="dilated")(nn.elu(x))
+    return x + CausalConv(channels, 1, dtype=self.dtype, fold_in=f, fold_out=f, name="pointwise")(nn.elu(y))
 
 
 class Encoder(nn.Module):
@@ -176,12 +202,15 @@ class Encoder(nn.Module):
 
   @nn.compact
   def __call__(self, audio):
-    c, dtype = self.config, jnp.dtype(self.config.dtype)
-    x = CausalConv(c.channels, c.kernel_size, dtype=dtype, name="stem")(audio[..., None].astype(dtype))
+    c, dtype, folds = self.config, jnp.dtype(self.config.dtype), stage_folds(self.config)
+    x = folded_conv.fold(audio[..., None].astype(dtype), folds[0])
+    x = CausalConv(c.channels, c.kernel_size, dtype=dtype, fold_in=folds[0], fold_out=folds[0], name="stem")(x)
     for i, stride in enumerate(c.strides):
+      width = c.channels * 2 ** i
       for j, dilation in enumerate(c.dilations):
-        x = ResidualUnit(c.kernel_size, dilation, dtype, name=f"block{i}_unit{j}")(x)
-      x = CausalConv(2 * x.shape[-1], 2 * stride, stride, dtype=dtype, name=f"block{i}_down")(nn.elu(x))
+        x = ResidualUnit(c.kernel_size, dilation, dtype, folds[i], name=f"block{i}_unit{j}")(x)
+      x = CausalConv(2 * width, 2 * stride, stride, dtype=dtype, fold_in=folds[i], fold_out=folds[i + 1],
+                     name=f"block{i}_down")(nn.elu(x))
       x = nn.with_logical_constraint(x, ("batch", "length", "conv_out"))
     return CausalConv(c.embedding_dim, 3, dtype=dtype, name="project")(nn.elu(x))
 
@@ -192,14 +221,17 @@ class Decoder(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    c, dtype = self.config, jnp.dtype(self.config.dtype)
+    c, dtype, folds = self.config, jnp.dtype(self.config.dtype), stage_folds(self.config)
     x = CausalConv(c.channels * 2 ** len(c.strides), c.kernel_size, dtype=dtype, name="stem")(x.astype(dtype))
     for i, stride in enumerate(reversed(c.strides)):
-      x = CausalConvTranspose(x.shape[-1] // 2, stride, dtype, name=f"block{i}_up")(nn.elu(x))
+      stage = len(c.strides) - 1 - i          # the rate this block upsamples to
+      x = CausalConvTranspose(c.channels * 2 ** stage, stride, dtype, folds[stage + 1], folds[stage],
+                              name=f"block{i}_up")(nn.elu(x))
       x = nn.with_logical_constraint(x, ("batch", "length", "conv_out"))
       for j, dilation in enumerate(c.dilations):
-        x = ResidualUnit(c.kernel_size, dilation, dtype, name=f"block{i}_unit{j}")(x)
-    return CausalConv(1, c.kernel_size, dtype=dtype, name="project")(nn.elu(x))[..., 0].astype(jnp.float32)
+        x = ResidualUnit(c.kernel_size, dilation, dtype, folds[stage], name=f"block{i}_unit{j}")(x)
+    x = CausalConv(1, c.kernel_size, dtype=dtype, fold_in=folds[0], fold_out=folds[0], name="project")(nn.elu(x))
+    return folded_conv.unfold(x, folds[0])[..., 0].astype(jnp.float32)
 
 
 class FiLM(nn.Module):

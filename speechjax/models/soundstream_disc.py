@@ -24,14 +24,17 @@ from flax import linen as nn
 
 from speechjax.audio.spectral import stft
 from speechjax.config import require
+from speechjax.nn.folded_conv import FoldedConv, fold, unfold
 from speechjax.nn.partitioning import logical
 
 STFT_CHANNEL_MULTS = (1, 2, 4, 4, 8, 8)
 STFT_STRIDES = ((1, 2), (2, 2)) * 3
 
 _PRESETS = {
-    "tiny": dict(stft_window=512, stft_hop=128, stft_channels=4, wave_channels=4, wave_max_channels=32),
-    "16khz": dict(stft_window=1024, stft_hop=256, stft_channels=32, wave_channels=16, wave_max_channels=1024),
+    "tiny": dict(stft_window=512, stft_hop=128, stft_channels=4, wave_channels=4, wave_max_channels=32,
+                 lane_fold=0),
+    "16khz": dict(stft_window=1024, stft_hop=256, stft_channels=32, wave_channels=16, wave_max_channels=1024,
+                  lane_fold=128),
 }
 _PRESETS["24khz"] = _PRESETS["16khz"]
 
@@ -49,6 +52,15 @@ def validate(cfg) -> None:
   r(cfg.wave_scales >= 0, "task.discriminator.wave_scales", cfg.wave_scales, "must be >= 0")
   r(cfg.wave_channels % 4 == 0 or cfg.wave_channels < 4, "task.discriminator.wave_channels",
     cfg.wave_channels, "must be < 4 or a multiple of 4 (grouped convs of 4 channels)")
+  r(cfg.lane_fold >= 0, "task.discriminator.lane_fold", cfg.lane_fold, "must be >= 0 (0 = no folding)")
+  bins = cfg.stft_window // 2
+  r(all((bins >> i) % f == 0 for i, f in enumerate(_stft_folds(cfg))), "task.discriminator.lane_fold",
+    cfg.lane_fold, f"gives STFT folds {_stft_folds(cfg)} that do not divide the {bins} frequency bins at "
+    "every stage; use a smaller value or 0")
+  for name, folds, stride in (("STFT", _stft_folds(cfg), 2), ("waveform", _wave_folds(cfg), 4)):
+    r(all((after * stride) % before == 0 for before, after in zip(folds, folds[1:])),
+      "task.discriminator.lane_fold", cfg.lane_fold, f"gives {name} folds {folds}: each fold times {stride} "
+      "must be a multiple of the one before; use a smaller value or 0")
 
 
 def _inits(spatial_dims: int = 1) -> dict:
@@ -56,6 +68,28 @@ def _inits(spatial_dims: int = 1) -> dict:
   axes = (None,) * (spatial_dims + 1) + ("conv_out",)
   return {"kernel_init": logical(nn.initializers.lecun_normal(), *axes),
           "bias_init": logical(nn.initializers.zeros, "conv_out")}
+
+
+def _fold(lane_fold: int, width: int) -> int:
+  return max(1, lane_fold // width) if lane_fold else 1
+
+
+def _stft_folds(cfg) -> tuple[int, ...]:
+  """Frequency-axis folds (speechjax.nn.folded_conv) of the stem's output and of each block's output."""
+  widths = [cfg.stft_channels] + [cfg.stft_channels * m for m in STFT_CHANNEL_MULTS]
+  return tuple(_fold(cfg.lane_fold, w) for w in widths)
+
+
+def _wave_widths(cfg) -> list[int]:
+  widths = [cfg.wave_channels]
+  for _ in range(4):
+    widths.append(min(4 * widths[-1], cfg.wave_max_channels))
+  return widths
+
+
+def _wave_folds(cfg) -> tuple[int, ...]:
+  """Time-axis folds of the stem's output and of each strided conv's output."""
+  return tuple(_fold(cfg.lane_fold, w) for w in _wave_widths(cfg))
 
 
 def downsample(audio):
@@ -70,64 +104,84 @@ def _leaky(x):
 
 
 class STFTDiscriminator(nn.Module):
+  """audio [B, T] → (logits [B, frames'] f32, feature maps). `folds`: see _stft_folds (all 1: unfolded)."""
   window: int
   hop: int
   channels: int
+  folds: tuple[int, ...]
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, audio):
+    def conv(features, kernel, fold_in, fold_out, strides=(1, 1), padding="SAME", name=None):
+      return FoldedConv(features, kernel, strides, padding, fold_in=fold_in, fold_out=fold_out,
+                        dtype=self.dtype, name=name, **_inits(2))
+
     spec = stft(audio.astype(jnp.float32), self.window, self.hop)[..., :-1]
-    x = jnp.stack([spec.real, spec.imag], -1).astype(self.dtype)       # [B, frames, F, 2]
-    x = _leaky(nn.Conv(self.channels, (7, 7), padding="SAME", dtype=self.dtype, name="stem", **_inits(2))(x))
+    x = fold(jnp.stack([spec.real, spec.imag], -1).astype(self.dtype), self.folds[0])   # [B, frames, F, 2]
+    x = _leaky(conv(self.channels, (7, 7), self.folds[0], self.folds[0], name="stem")(x))
     features = [x]
     for i, (mult, stride) in enumerate(zip(STFT_CHANNEL_MULTS, STFT_STRIDES)):
-      width = self.channels * mult
-      y = _leaky(nn.Conv(width, (3, 3), padding="SAME", dtype=self.dtype, name=f"block{i}_conv",
-                         **_inits(2))(x))
-      y = nn.Conv(width, (stride[0] + 2, stride[1] + 2), stride, padding="SAME", dtype=self.dtype,
-                  name=f"block{i}_down", **_inits(2))(y)
-      skip = nn.Conv(width, (1, 1), stride, dtype=self.dtype, name=f"block{i}_skip", **_inits(2))(x)
+      width, f_in, f_out = self.channels * mult, self.folds[i], self.folds[i + 1]
+      y = _leaky(conv(width, (3, 3), f_in, f_in, name=f"block{i}_conv")(x))
+      y = conv(width, (stride[0] + 2, stride[1] + 2), f_in, f_out, stride, name=f"block{i}_down")(y)
+      skip = conv(width, (1, 1), f_in, f_out, stride, name=f"block{i}_skip")(x)
       x = _leaky(y + skip)
       features.append(x)
-    logits = nn.Conv(1, (1, x.shape[2]), padding="VALID", dtype=self.dtype, name="logits", **_inits(2))(x)
+    x = unfold(x, self.folds[-1])
+    logits = conv(1, (1, x.shape[2]), 1, 1, padding="VALID", name="logits")(x)
     return logits[:, :, 0, 0].astype(jnp.float32), features
 
 
 class WaveDiscriminator(nn.Module):
+  """audio [B, T] → (logits [B, T / 256] f32, feature maps). `folds`: see _wave_folds (all 1: unfolded)."""
   channels: int
   max_channels: int
+  folds: tuple[int, ...]
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, audio):
-    x = _leaky(nn.Conv(self.channels, (15,), padding="SAME", dtype=self.dtype, name="stem",
-                       **_inits())(audio[..., None].astype(self.dtype)))
-    features = [x]
+    def conv(features, kernel, fold_in, fold_out, stride=1, groups=1, name=None):
+      return FoldedConv(features, (kernel,), (stride,), "SAME", feature_group_count=groups, fold_in=fold_in,
+                        fold_out=fold_out, dtype=self.dtype, name=name, **_inits())
+
+    f = self.folds
+    x = fold(audio[..., None].astype(self.dtype), f[0])
+    x = _leaky(conv(self.channels, 15, f[0], f[0], name="stem")(x))
+    features, width = [x], self.channels
     for i in range(4):
-      width = min(4 * x.shape[-1], self.max_channels)
-      x = _leaky(nn.Conv(width, (41,), (4,), padding="SAME", feature_group_count=max(x.shape[-1] // 4, 1),
-                         dtype=self.dtype, name=f"down{i}", **_inits())(x))
+      groups, width = max(width // 4, 1), min(4 * width, self.max_channels)
+      x = _leaky(conv(width, 41, f[i], f[i + 1], 4, groups, name=f"down{i}")(x))
       features.append(x)
-    x = _leaky(nn.Conv(x.shape[-1], (5,), padding="SAME", dtype=self.dtype, name="post", **_inits())(x))
+    x = _leaky(conv(width, 5, f[4], f[4], name="post")(x))
     features.append(x)
-    logits = nn.Conv(1, (3,), padding="SAME", dtype=self.dtype, name="logits", **_inits())(x)
+    logits = unfold(conv(1, 3, f[4], f[4], name="logits")(x), f[4])
     return logits[..., 0].astype(jnp.float32), features
 
 
+def _wave_folds_for(folds: tuple[int, ...], length: int) -> tuple[int, ...]:
+  """`folds` where `length` samples fold evenly at every stride-4 stage, else no folding (same result)."""
+  fits = all((length // 4 ** i) % f == 0 and length % 4 ** i == 0 for i, f in enumerate(folds) if f > 1)
+  return folds if fits else (1,) * len(folds)
+
+
 class Discriminators(nn.Module):
-  """`audio` [B, T] → [(logits [B, T_k] f32, feature maps), ...]: STFT first, then the wave scales."""
+  """`audio` [B, T] → [(logits [B, T_k] f32, feature maps), ...]: STFT first, then the wave scales.
+  Feature maps of folded stages are folded (speechjax.nn.folded_conv): same elements, other shape."""
   config: ml_collections.FrozenConfigDict
 
   @nn.compact
   def __call__(self, audio):
     c, dtype = self.config, jnp.dtype(self.config.dtype)
-    outputs = [STFTDiscriminator(c.stft_window, c.stft_hop, c.stft_channels, dtype, name="stft")(audio)]
+    outputs = [STFTDiscriminator(c.stft_window, c.stft_hop, c.stft_channels, _stft_folds(c), dtype,
+                                 name="stft")(audio)]
     x = audio
     for k in range(c.wave_scales):
       if k:
         x = downsample(x)
-      outputs.append(WaveDiscriminator(c.wave_channels, c.wave_max_channels, dtype, name=f"wave{k}")(x))
+      folds = _wave_folds_for(_wave_folds(c), x.shape[1])
+      outputs.append(WaveDiscriminator(c.wave_channels, c.wave_max_channels, folds, dtype, name=f"wave{k}")(x))
     return outputs
 
 

@@ -105,3 +105,34 @@ def test_config_errors_name_the_field():
     soundstream.from_config(micro_config(film="both"))
   with pytest.raises(ConfigError, match="model.codebook_size"):
     soundstream.from_config(micro_config(codebook_size=1))
+
+
+def test_lane_folded_codec_equals_unfolded():
+  """model.lane_fold changes the layout only: same parameters → same audio, codes and gradients."""
+  plain_cfg, folded_cfg = micro_config(channels=8), micro_config(channels=8, lane_fold=32)
+  assert soundstream.stage_folds(folded_cfg) == (4, 2, 1)
+  plain, folded = soundstream.from_config(plain_cfg), soundstream.from_config(folded_cfg)
+  audio = jnp.asarray(np.random.default_rng(0).standard_normal((2, 16 * 8)) * 0.3, jnp.float32)
+  variables = soundstream.init_variables(plain, jax.random.PRNGKey(0), audio)
+  assert jax.tree.map(jnp.shape, soundstream.init_variables(folded, jax.random.PRNGKey(0), audio)) == \
+      jax.tree.map(jnp.shape, variables)
+  args = (audio, jnp.ones(audio.shape, bool), jnp.array([4, 2], jnp.int32))
+
+  def loss(params, model):
+    out = model.apply({**variables, "params": params}, *args)
+    return jnp.mean(jnp.square(out["audio"] - audio)) + jnp.mean(jnp.square(out["quantized"])), out
+
+  (plain_loss, plain_out), plain_grads = jax.value_and_grad(loss, has_aux=True)(variables["params"], plain)
+  (folded_loss, folded_out), folded_grads = jax.value_and_grad(loss, has_aux=True)(variables["params"], folded)
+  np.testing.assert_array_equal(folded_out["codes"], plain_out["codes"])
+  np.testing.assert_allclose(folded_out["audio"], plain_out["audio"], atol=1e-5)
+  np.testing.assert_allclose(folded_loss, plain_loss, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * np.abs(b).max()), folded_grads, plain_grads)
+
+
+def test_lane_fold_that_does_not_line_up_is_refused():
+  # tiny's 8 channels at 128 lanes fold by 16, 8, 4, 2: 2 × stride 5 is not a multiple of 4.
+  cfg = soundstream.model_config("tiny")
+  cfg.lane_fold = 128
+  with pytest.raises(ConfigError, match="model.lane_fold.*stage folds"):
+    soundstream.from_config(cfg)
