@@ -86,6 +86,8 @@ _COND = re.compile(r"\bcondition=%?([\w.\-]+)")
 _CONSTANT = re.compile(r"%([\w.\-]+) = s32\[\]\S* constant\((\d+)\)")
 _LESS_THAN = re.compile(r"compare\(%[\w.\-]+, %([\w.\-]+)\), direction=LT")
 _SCALAR_CONTEXT = re.compile(r"\bu32\[\]")    # the sync-flag elements of an async collective's tuple
+_GROUPS = re.compile(r"replica_groups=(?:\{\{([\d,]+)\}|\[\d+,(\d+)\])")
+_FUSED_REDUCE_SCATTER = "all-reduce-scatter"
 _CALLS = re.compile(r"\b(?:to_apply|calls|body|condition|branch_computations)=\{?%?([\w.\-]+)")
 
 
@@ -141,9 +143,21 @@ def _multiplicities(blocks: dict[str, list[str]]) -> dict[str, int]:
   return times
 
 
+def _group_size(line: str) -> int:
+  """Devices per replica group of a collective: `replica_groups={{0,1,2,3},...}` or `=[G,N]<=[...]`."""
+  m = _GROUPS.search(line)
+  if not m:
+    return 1
+  return int(m.group(2)) if m.group(2) else len(m.group(1).split(","))
+
+
 def collectives(hlo_text: str) -> dict[str, dict]:
   """{op: {"count": per step, "bytes": result bytes per step, "largest": bytes of the largest one}} of
-  the collectives in an optimised HLO module (async `-start` ops counted once; loop bodies × trips)."""
+  the collectives in an optimised HLO module (async `-start` ops counted once; loop bodies × trips).
+
+  XLA:TPU writes a reduce-scatter as a fusion `%all-reduce-scatter…` around an all-reduce and the
+  dynamic-slice of this device's shard, which its backend runs as one reduce-scatter: counted as a
+  reduce-scatter whose result is the shard (all-reduce bytes / group size)."""
   blocks = _computations(hlo_text)
   times = _multiplicities(blocks)
   out = {}
@@ -155,8 +169,11 @@ def collectives(hlo_text: str) -> dict[str, dict]:
       sizes = shape_bytes(_SCALAR_CONTEXT.sub("", m.group(1)) if m.group(3) else m.group(1))
       if m.group(3) and len(sizes) > 1 and m.group(2) != "all-reduce":
         sizes = sizes[len(sizes) // 2:]           # (operands, results) of an async start: the results
+      op = m.group(2)
+      if op == "all-reduce" and name.startswith(_FUSED_REDUCE_SCATTER):
+        op, sizes = "reduce-scatter", [size // _group_size(line) for size in sizes]
       n = max(times.get(name, 1), 1)
-      entry = out.setdefault(m.group(2), {"count": 0, "bytes": 0, "largest": 0})
+      entry = out.setdefault(op, {"count": 0, "bytes": 0, "largest": 0})
       entry["count"] += n
       entry["bytes"] += n * sum(sizes)
       entry["largest"] = max(entry["largest"], max(sizes, default=0))

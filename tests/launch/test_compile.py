@@ -78,6 +78,25 @@ def test_collectives_count_loop_bodies_times_their_trips():
   assert out["reduce-scatter"]["bytes"] == (2 * 8 + 1 * 8) * 4
 
 
+def test_xla_tpu_fused_reduce_scatter_counts_as_a_reduce_scatter_of_the_shard():
+  """XLA:TPU's optimised HLO writes an FSDP gradient's reduce-scatter as an `all-reduce-scatter` fusion:
+  an all-reduce over the fsdp group and the dynamic-slice of this device's shard."""
+  hlo = ("%all-reduce-scatter.3.clone.1 (input.13: bf16[1280,5120]) -> bf16[80,5120] {\n"
+         "  %input.13 = bf16[1280,5120]{1,0} parameter(0)\n"
+         "  %all-reduce.7 = bf16[1280,5120]{1,0} all-reduce(%input.13), channel_id=3, "
+         "replica_groups={{0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15},{16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31}}, "
+         "to_apply=%add\n"
+         "  ROOT %ds = bf16[80,5120]{1,0} dynamic-slice(%all-reduce.7, %o, %z), dynamic_slice_sizes={80,5120}\n"
+         "}\n\n"
+         "ENTRY %main.3 (g: bf16[1280,5120]) -> bf16[80,5120] {\n"
+         "  %ar = f32[64]{0} all-reduce(f32[64]{0} %n), replica_groups=[2,16]<=[32], to_apply=%add\n"
+         "  ROOT %f = bf16[80,5120]{1,0} fusion(%g), kind=kCustom, calls=%all-reduce-scatter.3.clone.1\n"
+         "}\n")
+  out = hlo_stats.collectives(hlo)
+  assert out["reduce-scatter"] == {"count": 1, "bytes": 80 * 5120 * 2, "largest": 80 * 5120 * 2}
+  assert out["all-reduce"] == {"count": 1, "bytes": 64 * 4, "largest": 64 * 4}
+
+
 def test_hbm_overflow_message():
   message = ("RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in memory space hbm. "
              "Used 37.05G of 15.25G hbm. Exceeded hbm capacity by 21.80G.\n"
@@ -108,8 +127,7 @@ def test_batch_shapes_match_the_pipeline(synth_records):
 @pytest.mark.parametrize("topology,devices,mesh", [("v5e-4", 4, "(-1,1,1)"), ("v4-8", 8, "(2,-1,1)")])
 def test_hubert_tiny_train_step_compiles_for_tpu(topology, devices, mesh, tmp_path):
   """The real train step for a v5e 2x2 and a v4 2x2x1 slice: memory fields, FLOPs and the collectives
-  of data parallelism (gradient all-reduce) and of FSDP (weights all-gathered). (XLA:TPU reduces this tiny
-  model's FSDP gradients with all-reduces, not reduce-scatters: docs/scaling.md.)"""
+  of data parallelism (gradient all-reduce) and of FSDP (weights all-gathered, gradients reduce-scattered)."""
   _libtpu_or_skip()
   cfg = config_lib.load("configs/hubert.py:tiny", [f"--config.mesh.shape={mesh}",
                                                     "--config.model.dtype=bfloat16",
@@ -124,7 +142,7 @@ def test_hubert_tiny_train_step_compiles_for_tpu(topology, devices, mesh, tmp_pa
   assert step.flops > 0 and step.bytes_accessed > 0 and step.step_seconds > 0
   assert "all-reduce" in step.collectives
   if "2," in mesh:
-    assert "all-gather" in step.collectives
+    assert "all-gather" in step.collectives and "reduce-scatter" in step.collectives
   text = compile_lib.format_report(report)
   assert "fits" in text and "estimate" in text
   json.loads(compile_lib.to_json(report))
