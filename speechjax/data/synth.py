@@ -81,6 +81,7 @@ SIZES = {
     "micro": Size(seconds=57, train_speakers=4, test_speakers=2, test_variants=2),  # for tests
     "tiny": Size(seconds=600, train_speakers=12, test_speakers=4, test_variants=4),
     "small": Size(seconds=7200, train_speakers=40, test_speakers=8, test_variants=8),
+    "medium": Size(seconds=28800, train_speakers=80, test_speakers=12, test_variants=10),  # 4 × small
     "large": Size(seconds=72000, train_speakers=120, test_speakers=16, test_variants=12),
 }
 
@@ -486,8 +487,8 @@ def synthesis_speed(workers: int = 1, size: str = "micro", seed: int = 0) -> flo
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--out", required=True, help="output directory")
-  parser.add_argument("--size", default="small", choices=["tiny", "small", "large"],
-                      help="tiny ≈ 10 min, small ≈ 2 h, large ≈ 20 h of audio")
+  parser.add_argument("--size", default="small", choices=["tiny", "small", "medium", "large"],
+                      help="tiny ≈ 10 min, small ≈ 2 h, medium ≈ 8 h, large ≈ 20 h of audio")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--workers", type=int, default=None,
                       help="processes (default: all cores, if there is enough work)")

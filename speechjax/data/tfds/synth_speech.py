@@ -5,7 +5,7 @@
 
 Nothing is downloaded: the corpus is synthesised into the download directory with
 `synth.generate` (seed 7) and then written as TFDS records. Configs: tiny (≈ 10 min), small
-(≈ 2 h), large (≈ 20 h) and micro (20 utterances, for tests). Phone ids index the ClassLabel
+(≈ 2 h), medium (≈ 8 h), large (≈ 20 h) and micro (20 utterances, for tests). Phone ids index the ClassLabel
 names, which are the corpus' phone vocabulary ("sil" first); they are known only after synthesis.
 """
 from __future__ import annotations
