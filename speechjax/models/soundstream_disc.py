@@ -24,7 +24,7 @@ from flax import linen as nn
 
 from speechjax.audio.spectral import stft
 from speechjax.config import require
-from speechjax.nn.folded_conv import FoldedConv, fold, unfold
+from speechjax.nn.folded_conv import FoldedConv, fold, lane_fold, unfold
 from speechjax.nn.partitioning import logical
 
 STFT_CHANNEL_MULTS = (1, 2, 4, 4, 8, 8)
@@ -52,14 +52,15 @@ def validate(cfg) -> None:
   r(cfg.wave_scales >= 0, "task.discriminator.wave_scales", cfg.wave_scales, "must be >= 0")
   r(cfg.wave_channels % 4 == 0 or cfg.wave_channels < 4, "task.discriminator.wave_channels",
     cfg.wave_channels, "must be < 4 or a multiple of 4 (grouped convs of 4 channels)")
-  r(cfg.lane_fold >= 0, "task.discriminator.lane_fold", cfg.lane_fold, "must be >= 0 (0 = no folding)")
+  r(lane_fold(cfg) >= 0, "task.discriminator.lane_fold", lane_fold(cfg),
+    "must be >= 0 (0 = no folding)")
   bins = cfg.stft_window // 2
   r(all((bins >> i) % f == 0 for i, f in enumerate(_stft_folds(cfg))), "task.discriminator.lane_fold",
-    cfg.lane_fold, f"gives STFT folds {_stft_folds(cfg)} that do not divide the {bins} frequency bins at "
+    lane_fold(cfg), f"gives STFT folds {_stft_folds(cfg)} that do not divide the {bins} frequency bins at "
     "every stage; use a smaller value or 0")
   for name, folds, stride in (("STFT", _stft_folds(cfg), 2), ("waveform", _wave_folds(cfg), 4)):
     r(all((after * stride) % before == 0 for before, after in zip(folds, folds[1:])),
-      "task.discriminator.lane_fold", cfg.lane_fold, f"gives {name} folds {folds}: each fold times {stride} "
+      "task.discriminator.lane_fold", lane_fold(cfg), f"gives {name} folds {folds}: each fold times {stride} "
       "must be a multiple of the one before; use a smaller value or 0")
 
 
@@ -77,7 +78,7 @@ def _fold(lane_fold: int, width: int) -> int:
 def _stft_folds(cfg) -> tuple[int, ...]:
   """Frequency-axis folds (speechjax.nn.folded_conv) of the stem's output and of each block's output."""
   widths = [cfg.stft_channels] + [cfg.stft_channels * m for m in STFT_CHANNEL_MULTS]
-  return tuple(_fold(cfg.lane_fold, w) for w in widths)
+  return tuple(_fold(lane_fold(cfg), w) for w in widths)
 
 
 def _wave_widths(cfg) -> list[int]:
@@ -89,7 +90,7 @@ def _wave_widths(cfg) -> list[int]:
 
 def _wave_folds(cfg) -> tuple[int, ...]:
   """Time-axis folds of the stem's output and of each strided conv's output."""
-  return tuple(_fold(cfg.lane_fold, w) for w in _wave_widths(cfg))
+  return tuple(_fold(lane_fold(cfg), w) for w in _wave_widths(cfg))
 
 
 def downsample(audio):

@@ -10,9 +10,9 @@ with δ = p·s + j·d − pad_lo and folded stride S' = r_out·s / r_in (must be
 Why: XLA:TPU pads the minor (channel) dimension of an activation to 128 lanes and generates code per
 tile, so SoundStream's 32-channel convs at 16 kHz compile for minutes and move 4× the bytes they need.
 Folded to 128 lanes, its first two encoder blocks compiled 2.8× faster and read 27 % fewer bytes, for
-3.5× the (mostly zero-block) FLOPs (docs/scaling.md). Results equal the unfolded conv up to float summation order; the parameters are
-nn.Conv's own (`kernel` [*window, C_in / groups, C_out], `bias` [C_out]), so checkpoints do not care
-whether a run folds.
+3.5× the (mostly zero-block) FLOPs (docs/scaling.md). Results equal the unfolded conv up to float
+summation order; the parameters are nn.Conv's own (`kernel` [*window, C_in / groups, C_out], `bias`
+[C_out]), so checkpoints do not care whether a run folds.
 """
 from __future__ import annotations
 
@@ -37,6 +37,12 @@ def fold(x, r: int):
 def unfold(x, r: int):
   """[..., N, r·C] → [..., N·r, C]."""
   return x.reshape(*x.shape[:-2], x.shape[-2] * r, x.shape[-1] // r)
+
+
+def lane_fold(cfg) -> int:
+  """A config's `lane_fold` (lanes a folded stage fills; 0 = no folding). Configs saved before the field
+  existed (checkpoints of older runs) have none: 0."""
+  return cfg.get("lane_fold", 0)
 
 
 def folded_stride(stride: int, fold_in: int, fold_out: int) -> int:

@@ -128,7 +128,8 @@ def test_lane_folded_codec_equals_unfolded():
   np.testing.assert_array_equal(folded_out["codes"], plain_out["codes"])
   np.testing.assert_allclose(folded_out["audio"], plain_out["audio"], atol=1e-5)
   np.testing.assert_allclose(folded_loss, plain_loss, rtol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * np.abs(b).max()), folded_grads, plain_grads)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * np.abs(b).max()),
+               folded_grads, plain_grads)
 
 
 def test_lane_fold_that_does_not_line_up_is_refused():
@@ -137,3 +138,14 @@ def test_lane_fold_that_does_not_line_up_is_refused():
   cfg.lane_fold = 128
   with pytest.raises(ConfigError, match="model.lane_fold.*stage folds"):
     soundstream.from_config(cfg)
+
+
+def test_configs_saved_before_lane_folding_still_build():
+  """Checkpoints of older runs carry configs without `lane_fold`: they load unfolded."""
+  from speechjax.models import soundstream_disc
+  cfg = soundstream.model_config("16khz")
+  del cfg["lane_fold"]
+  assert soundstream.stage_folds(soundstream.from_config(cfg).config) == (1, 1, 1, 1, 1)
+  disc = soundstream_disc.disc_config("16khz")
+  del disc["lane_fold"]
+  assert soundstream_disc._wave_folds(soundstream_disc.from_config(disc).config) == (1,) * 5
