@@ -9,8 +9,8 @@ with δ = p·s + j·d − pad_lo and folded stride S' = r_out·s / r_in (must be
 
 Why: XLA:TPU pads the minor (channel) dimension of an activation to 128 lanes and generates code per
 tile, so SoundStream's 32-channel convs at 16 kHz compile for minutes and move 4× the bytes they need.
-Folded to 128 lanes, its first two encoder blocks compiled 2.8× faster and read 27 % fewer bytes, for
-3.5× the (mostly zero-block) FLOPs (docs/scaling.md). Results equal the unfolded conv up to float
+Folded to 128 lanes, its encoder compiled 2.1× faster and read 22 % fewer bytes, for 2.1× the (mostly
+zero-block) FLOPs (benchmarks/folded_conv.py, docs/scaling.md). Results equal the unfolded conv up to float
 summation order; the parameters are nn.Conv's own (`kernel` [*window, C_in / groups, C_out], `bias`
 [C_out]), so checkpoints do not care whether a run folds.
 """
