@@ -79,8 +79,7 @@ def validate(cfg) -> None:
   lanes = folded_conv.lane_fold(cfg)
   require(lanes >= 0, "model.lane_fold", lanes, "must be >= 0 (0 = no folding)")
   folds = stage_folds(cfg)
-  require(hop_length(cfg) % folds[0] == 0 and all(
-      (after * stride) % before == 0 for before, after, stride in zip(folds, folds[1:], cfg.strides)),
+  require(hop_length(cfg) % folds[0] == 0 and folded_conv.folds_line_up(folds, cfg.strides),
       "model.lane_fold", lanes, f"gives stage folds {folds}: each fold times the next stride must be "
       f"a multiple of the previous fold, and the first must divide the hop; use a smaller value or 0")
 
@@ -105,8 +104,7 @@ def stage_folds(cfg) -> tuple[int, ...]:
   A stage of c < lane_fold channels is folded by lane_fold // c, so its activations fill the lanes; the
   frame rate (the quantizer's input) is never folded. lane_fold = 0: nothing is folded."""
   widths = [cfg.channels * 2 ** i for i in range(len(cfg.strides))]
-  lanes = folded_conv.lane_fold(cfg)
-  return tuple(max(1, lanes // w) if lanes else 1 for w in widths) + (1,)
+  return folded_conv.stage_folds(folded_conv.lane_fold(cfg), widths) + (1,)
 
 
 def _encoder_convs(cfg) -> list[tuple[int, int, int, int, int]]:

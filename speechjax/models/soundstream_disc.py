@@ -24,7 +24,7 @@ from flax import linen as nn
 
 from speechjax.audio.spectral import stft
 from speechjax.config import require
-from speechjax.nn.folded_conv import FoldedConv, fold, lane_fold, unfold
+from speechjax.nn.folded_conv import FoldedConv, fold, folds_line_up, lane_fold, stage_folds, unfold
 from speechjax.nn.partitioning import logical
 
 STFT_CHANNEL_MULTS = (1, 2, 4, 4, 8, 8)
@@ -59,7 +59,7 @@ def validate(cfg) -> None:
     lane_fold(cfg), f"gives STFT folds {_stft_folds(cfg)} that do not divide the {bins} frequency bins at "
     "every stage; use a smaller value or 0")
   for name, folds, stride in (("STFT", _stft_folds(cfg), 2), ("waveform", _wave_folds(cfg), 4)):
-    r(all((after * stride) % before == 0 for before, after in zip(folds, folds[1:])),
+    r(folds_line_up(folds, [stride] * len(folds)),
       "task.discriminator.lane_fold", lane_fold(cfg), f"gives {name} folds {folds}: each fold times {stride} "
       "must be a multiple of the one before; use a smaller value or 0")
 
@@ -71,26 +71,23 @@ def _inits(spatial_dims: int = 1) -> dict:
           "bias_init": logical(nn.initializers.zeros, "conv_out")}
 
 
-def _fold(lane_fold: int, width: int) -> int:
-  return max(1, lane_fold // width) if lane_fold else 1
-
-
 def _stft_folds(cfg) -> tuple[int, ...]:
   """Frequency-axis folds (speechjax.nn.folded_conv) of the stem's output and of each block's output."""
   widths = [cfg.stft_channels] + [cfg.stft_channels * m for m in STFT_CHANNEL_MULTS]
-  return tuple(_fold(lane_fold(cfg), w) for w in widths)
+  return stage_folds(lane_fold(cfg), widths)
 
 
-def _wave_widths(cfg) -> list[int]:
-  widths = [cfg.wave_channels]
+def _wave_widths(channels: int, max_channels: int) -> list[int]:
+  """Channels of the waveform discriminator's stem and of its 4 strided convs (× 4 each, capped)."""
+  widths = [channels]
   for _ in range(4):
-    widths.append(min(4 * widths[-1], cfg.wave_max_channels))
+    widths.append(min(4 * widths[-1], max_channels))
   return widths
 
 
 def _wave_folds(cfg) -> tuple[int, ...]:
   """Time-axis folds of the stem's output and of each strided conv's output."""
-  return tuple(_fold(lane_fold(cfg), w) for w in _wave_widths(cfg))
+  return stage_folds(lane_fold(cfg), _wave_widths(cfg.wave_channels, cfg.wave_max_channels))
 
 
 def downsample(audio):
@@ -150,12 +147,11 @@ class WaveDiscriminator(nn.Module):
     f = self.folds
     x = fold(audio[..., None].astype(self.dtype), f[0])
     x = _leaky(conv(self.channels, 15, f[0], f[0], name="stem")(x))
-    features, width = [x], self.channels
+    features, widths = [x], _wave_widths(self.channels, self.max_channels)
     for i in range(4):
-      groups, width = max(width // 4, 1), min(4 * width, self.max_channels)
-      x = _leaky(conv(width, 41, f[i], f[i + 1], 4, groups, name=f"down{i}")(x))
+      x = _leaky(conv(widths[i + 1], 41, f[i], f[i + 1], 4, max(widths[i] // 4, 1), name=f"down{i}")(x))
       features.append(x)
-    x = _leaky(conv(width, 5, f[4], f[4], name="post")(x))
+    x = _leaky(conv(widths[4], 5, f[4], f[4], name="post")(x))
     features.append(x)
     logits = unfold(conv(1, 3, f[4], f[4], name="logits")(x), f[4])
     return logits[..., 0].astype(jnp.float32), features

@@ -45,6 +45,18 @@ def lane_fold(cfg) -> int:
   return cfg.get("lane_fold", 0)
 
 
+def stage_folds(lanes: int, widths) -> tuple[int, ...]:
+  """The fold of each stage of a conv stack whose stages have `widths` channels: lanes // width (a stage
+  below `lanes` channels fills them), at least 1; all 1 when lanes = 0."""
+  return tuple(max(1, lanes // w) if lanes else 1 for w in widths)
+
+
+def folds_line_up(folds, strides) -> bool:
+  """Whether each fold times the stride into the next stage is a multiple of the fold before (every
+  folded stride a whole number)."""
+  return all((after * stride) % before == 0 for before, after, stride in zip(folds, folds[1:], strides))
+
+
 def folded_stride(stride: int, fold_in: int, fold_out: int) -> int:
   if (fold_out * stride) % fold_in:
     raise ValueError(f"fold {fold_in} → {fold_out} at stride {stride}: fold_out · stride must be a "
