@@ -86,3 +86,21 @@ def _fast_compile_module(request):
 def _fast_compile_test(request):
   """`@pytest.mark.fast_compile` on one test (one that compiles many small programs once each)."""
   yield from _fast_compile_if_marked(request)
+
+
+# The modules that take longest (seconds of one worker in a full `-n 2` run, 2026-12-07), started first and
+# longest first, so that the two xdist workers finish together. pytest.ini passes --no-loadscope-reorder:
+# by default xdist starts the modules with the most tests first, which left the few-but-long ones (the
+# loop, the notebook, the text LM) running alone at the end. A stale list only costs speed.
+SLOW_MODULES = ("tasks/test_speech_llm.py", "tasks/test_pretrain_training.py", "eval/test_generate.py",
+                "launch/test_hubert_loop.py", "launch/test_compile.py", "tasks/test_codec_gan.py",
+                "tasks/test_ctc.py", "train/test_multiprocess.py", "tasks/test_pretrain_wav2vec.py",
+                "models/test_token_lm.py", "train/test_trainer_resume.py", "train/test_trainer_mesh.py",
+                "models/test_soundstream_disc.py", "tasks/test_pretrain_wavlm.py", "tasks/test_probe.py",
+                "test_notebook.py", "train/test_trainer_basics.py", "nn/test_attention.py")
+
+
+def pytest_collection_modifyitems(items):
+  """Slow modules first (SLOW_MODULES order); the rest keep their order. Every worker sorts alike."""
+  rank = {f"tests/{module}": i for i, module in enumerate(SLOW_MODULES)}
+  items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))

@@ -2,8 +2,11 @@
 import json
 import os
 
+import pytest
+
 from speechjax import cli
 
+pytestmark = pytest.mark.fast_compile   # a 2-step pretraining fixture and one dump per model
 
 def test_analyze_writes_scores_and_plot(synth_records, pretrained, tmp_path):
   out = str(tmp_path / "cca")

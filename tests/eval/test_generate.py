@@ -12,6 +12,10 @@ from speechjax.eval.codec import load_codec
 from tests.helpers import audiolm_parts
 
 
+# Random-weight checkpoints of five models and tokenizers run once each: compiled with few optimisations.
+pytestmark = pytest.mark.fast_compile
+
+
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
   return audiolm_parts.build(tmp_path_factory.mktemp("parts"))

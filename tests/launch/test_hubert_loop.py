@@ -10,6 +10,9 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOOP_CONFIG = os.path.join(REPO, "configs", "hubert_loop.py") + ":tiny"
+# 20-step trainings and one dump of 20 utterances per stage: compile time dominates, so the loop runs with
+# most XLA optimisations off (every run of this module alike; their tables are compared).
+LOOP_ENV = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
 
 
 def _command(data, workdir):
@@ -28,7 +31,8 @@ def _table(workdir):
 @pytest.fixture(scope="module")
 def straight(synth_records, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("loop_straight"))
-  out = subprocess.run(_command(synth_records, workdir), capture_output=True, text=True, timeout=900)
+  out = subprocess.run(_command(synth_records, workdir), capture_output=True, text=True, timeout=900,
+                       env=LOOP_ENV)
   assert out.returncode == 0, out.stderr[-3000:]
   return workdir
 
@@ -49,7 +53,8 @@ def test_loop_runs_every_stage_and_reports(straight):
 def test_rerun_skips_finished_stages(straight, synth_records):
   stamps = {p: os.path.getmtime(os.path.join(straight, p)) for p in ("iter1/kmeans.npz", "iter2/train/DONE")}
   before = _table(straight)
-  out = subprocess.run(_command(synth_records, straight), capture_output=True, text=True, timeout=900)
+  out = subprocess.run(_command(synth_records, straight), capture_output=True, text=True, timeout=900,
+                       env=LOOP_ENV)
   assert out.returncode == 0, out.stderr[-3000:]
   assert _table(straight) == before
   assert stamps == {p: os.path.getmtime(os.path.join(straight, p)) for p in stamps}
@@ -58,7 +63,8 @@ def test_rerun_skips_finished_stages(straight, synth_records):
 def test_killed_in_iteration_two_resumes_to_the_same_table(straight, synth_records, tmp_path):
   workdir = str(tmp_path / "loop")
   shutil.copytree(os.path.join(straight, "iter1"), os.path.join(workdir, "iter1"))   # finished: skipped
-  proc = subprocess.Popen(_command(synth_records, workdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  proc = subprocess.Popen(_command(synth_records, workdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=LOOP_ENV)
   ckpt = os.path.join(workdir, "iter2", "train", "checkpoints")
   deadline = time.time() + 600
   while not (os.path.isdir(ckpt) and any(n.isdigit() for n in os.listdir(ckpt))):
@@ -67,7 +73,8 @@ def test_killed_in_iteration_two_resumes_to_the_same_table(straight, synth_recor
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   iter1 = os.path.getmtime(os.path.join(workdir, "iter1", "train", "DONE"))
-  out = subprocess.run(_command(synth_records, workdir), capture_output=True, text=True, timeout=900)
+  out = subprocess.run(_command(synth_records, workdir), capture_output=True, text=True, timeout=900,
+                       env=LOOP_ENV)
   assert out.returncode == 0, out.stderr[-3000:]
   assert os.path.getmtime(os.path.join(workdir, "iter1", "train", "DONE")) == iter1
   assert "resumed from step" in out.stderr + out.stdout

@@ -14,6 +14,9 @@ from speechjax.train import checkpoint, trainer
 
 from tests.helpers import harness
 
+# A few steps of each run, and a greedy/beam eval: compile time dominates.
+pytestmark = pytest.mark.fast_compile
+
 
 def _ctc_config(data, pretrained, overrides=()):
   return config.load(f"{harness.REPO}/configs/ctc.py:tiny", harness.SMALL_FINETUNE + [

@@ -48,11 +48,11 @@ def test_wav2vec2_conformer_tiny_contrastive_loss_falls_below_chance(synth_recor
 
 def test_w2v_bert_tiny_learns_both_objectives_without_code_collapse(synth_records, tmp_path):
   """w2v-BERT (configs/w2v_bert.py:tiny): the contrastive module and the MLM module both learn, and the
-  codebook stays in use (measured at step 400: contrastive 1.77 nats, accuracy 0.50; MLM 2.08 nats,
-  accuracy 0.45; code perplexity 43 of 64)."""
+  codebook stays in use (measured at step 250: contrastive 2.13 nats, accuracy 0.42; MLM 2.62 nats,
+  accuracy 0.34; code perplexity 44 of 64; at step 400 of a 400-step run: 1.77, 0.50, 2.08, 0.45, 43)."""
   rows = _train(f"{harness.REPO}/configs/w2v_bert.py:tiny", synth_records, tmp_path,
-                ["--config.train.num_steps=400", "--config.optim.warmup_steps=100"])
-  last = rows[400]
+                ["--config.train.num_steps=250", "--config.optim.warmup_steps=100"])
+  last = rows[250]
   assert last["train/contrastive"] < math.log(21) - 0.6 and last["train/accuracy"] > 0.3, last
   assert last["train/code_perplexity"] > 0.5 * 64, last
   # MLM against a uniform guess over the codes in use: ln(code perplexity)

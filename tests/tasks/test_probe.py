@@ -8,6 +8,9 @@ from speechjax.train import trainer
 
 from tests.helpers import harness
 
+# A few steps of each run: compile time dominates.
+pytestmark = pytest.mark.fast_compile
+
 
 @pytest.mark.parametrize("preset", ["phones", "speaker"])
 def test_probe_trains_only_the_probe(synth_records, pretrained, tmp_path, preset):
