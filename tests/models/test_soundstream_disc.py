@@ -30,7 +30,7 @@ def test_lane_folded_discriminators_equal_unfolded(samples):
   assert soundstream_disc._stft_folds(folded_cfg) == (8, 8, 4, 2, 2, 1, 1)
   plain, folded = soundstream_disc.from_config(plain_cfg), soundstream_disc.from_config(folded_cfg)
   audio = jax.random.normal(jax.random.key(0), (2, samples))
-  params = plain.init(jax.random.key(1), audio)
+  params = jax.jit(plain.init)(jax.random.key(1), audio)
   plain_out, folded_out = jax.jit(plain.apply)(params, audio), jax.jit(folded.apply)(params, audio)
   for (plain_logits, plain_features), (folded_logits, folded_features) in zip(plain_out, folded_out):
     np.testing.assert_allclose(folded_logits, plain_logits, rtol=1e-5, atol=1e-5)
