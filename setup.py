@@ -23,7 +23,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "scikit-learn>=1.5", "jiwer>=3.0",
+    "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.8", "scikit-learn>=1.5", "jiwer>=3.0",
              "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],   # tests/test_notebook.py
     "interop": ["torch==2.13.0", "transformers>=4.57,<5", "kaldi-native-fbank>=1.20"],
     # benchmarks/codec_quality.py (Opus rows: PyAV, whose wheels bundle libopus) and benchmarks/codec.py (with the interop extra)
