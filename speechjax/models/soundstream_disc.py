@@ -52,15 +52,15 @@ def validate(cfg) -> None:
   r(cfg.wave_scales >= 0, "task.discriminator.wave_scales", cfg.wave_scales, "must be >= 0")
   r(cfg.wave_channels % 4 == 0 or cfg.wave_channels < 4, "task.discriminator.wave_channels",
     cfg.wave_channels, "must be < 4 or a multiple of 4 (grouped convs of 4 channels)")
-  r(lane_fold(cfg) >= 0, "task.discriminator.lane_fold", lane_fold(cfg),
-    "must be >= 0 (0 = no folding)")
-  bins = cfg.stft_window // 2
-  r(all((bins >> i) % f == 0 for i, f in enumerate(_stft_folds(cfg))), "task.discriminator.lane_fold",
-    lane_fold(cfg), f"gives STFT folds {_stft_folds(cfg)} that do not divide the {bins} frequency bins at "
+  lanes = lane_fold(cfg)
+  r(lanes >= 0, "task.discriminator.lane_fold", lanes, "must be >= 0 (0 = no folding)")
+  bins, stft_folds = cfg.stft_window // 2, _stft_folds(cfg)
+  r(all((bins >> i) % f == 0 for i, f in enumerate(stft_folds)), "task.discriminator.lane_fold",
+    lanes, f"gives STFT folds {stft_folds} that do not divide the {bins} frequency bins at "
     "every stage; use a smaller value or 0")
-  for name, folds, stride in (("STFT", _stft_folds(cfg), 2), ("waveform", _wave_folds(cfg), 4)):
+  for name, folds, stride in (("STFT", stft_folds, 2), ("waveform", _wave_folds(cfg), 4)):
     r(folds_line_up(folds, [stride] * len(folds)),
-      "task.discriminator.lane_fold", lane_fold(cfg), f"gives {name} folds {folds}: each fold times {stride} "
+      "task.discriminator.lane_fold", lanes, f"gives {name} folds {folds}: each fold times {stride} "
       "must be a multiple of the one before; use a smaller value or 0")
 
 

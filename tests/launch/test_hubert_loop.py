@@ -22,6 +22,10 @@ def _command(data, workdir):
           "'--config.optim.warmup_steps=2')"]
 
 
+def _run(data, workdir) -> subprocess.CompletedProcess:
+  return subprocess.run(_command(data, workdir), capture_output=True, text=True, timeout=900, env=LOOP_ENV)
+
+
 def _table(workdir):
   """The results table without the wall-time column."""
   lines = open(os.path.join(workdir, "results.md")).read().strip().splitlines()
@@ -31,8 +35,7 @@ def _table(workdir):
 @pytest.fixture(scope="module")
 def straight(synth_records, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("loop_straight"))
-  out = subprocess.run(_command(synth_records, workdir), capture_output=True, text=True, timeout=900,
-                       env=LOOP_ENV)
+  out = _run(synth_records, workdir)
   assert out.returncode == 0, out.stderr[-3000:]
   return workdir
 
@@ -53,8 +56,7 @@ def test_loop_runs_every_stage_and_reports(straight):
 def test_rerun_skips_finished_stages(straight, synth_records):
   stamps = {p: os.path.getmtime(os.path.join(straight, p)) for p in ("iter1/kmeans.npz", "iter2/train/DONE")}
   before = _table(straight)
-  out = subprocess.run(_command(synth_records, straight), capture_output=True, text=True, timeout=900,
-                       env=LOOP_ENV)
+  out = _run(synth_records, straight)
   assert out.returncode == 0, out.stderr[-3000:]
   assert _table(straight) == before
   assert stamps == {p: os.path.getmtime(os.path.join(straight, p)) for p in stamps}
@@ -73,8 +75,7 @@ def test_killed_in_iteration_two_resumes_to_the_same_table(straight, synth_recor
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   iter1 = os.path.getmtime(os.path.join(workdir, "iter1", "train", "DONE"))
-  out = subprocess.run(_command(synth_records, workdir), capture_output=True, text=True, timeout=900,
-                       env=LOOP_ENV)
+  out = _run(synth_records, workdir)
   assert out.returncode == 0, out.stderr[-3000:]
   assert os.path.getmtime(os.path.join(workdir, "iter1", "train", "DONE")) == iter1
   assert "resumed from step" in out.stderr + out.stdout
