@@ -31,6 +31,7 @@ import optax
 from flax import linen as nn
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from speechjax.audio.resample import resample
 from speechjax.config import require
 from speechjax.data import records
 from speechjax.models import soundstream, soundstream_disc
@@ -74,13 +75,6 @@ def validate(cfg) -> None:
 def model_samples(cfg) -> int:
   """Samples per example at the model's rate (the records are 16 kHz)."""
   return cfg.data.max_sample_size * cfg.model.sample_rate // records.SAMPLE_RATE
-
-
-def resample(audio, num_samples: int):
-  """[B, T] → [B, num_samples] by Lanczos-3 interpolation (identity when the length is unchanged)."""
-  if audio.shape[1] == num_samples:
-    return audio
-  return jax.image.resize(audio, (audio.shape[0], num_samples), "lanczos3")
 
 
 def add_noise(rng, audio, mask, snr_db):
