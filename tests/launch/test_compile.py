@@ -12,6 +12,10 @@ from speechjax.launch import compile as compile_lib
 from speechjax.launch import hlo_stats
 from speechjax import config as config_lib
 
+# 0.5 s crops: what these tests check (memory fields, FLOPs, collectives) does not depend on the crop, and
+# XLA:TPU's compile time grows with it (the presets' own crops are compiled in benchmarks/compiles_presets).
+SHORT_CROPS = ("--config.data.max_sample_size=8000", "--config.data.min_sample_size=8000")
+
 
 def _libtpu_or_skip():
   try:
@@ -130,7 +134,7 @@ def test_hubert_tiny_train_step_compiles_for_tpu(topology, devices, mesh, tmp_pa
   of data parallelism (gradient all-reduce) and of FSDP (weights all-gathered, gradients reduce-scattered)."""
   _libtpu_or_skip()
   cfg = config_lib.load("configs/hubert.py:tiny", [f"--config.mesh.shape={mesh}",
-                                                    "--config.model.dtype=bfloat16",
+                                                    "--config.model.dtype=bfloat16", *SHORT_CROPS,
                                                     "--config.data.path=/nonexistent"])
   report = compile_lib.compile_config(cfg, "hubert tiny", topology)
   assert report.devices == devices and report.device_kind.startswith("TPU v")
@@ -238,7 +242,7 @@ def test_wav2vec2_conformer_train_step_compiles_for_tpu():
   """The conformer stack (scanned, FSDP over 4 of a v4-8's TensorCores, bf16) through the TPU compiler."""
   _libtpu_or_skip()
   cfg = config_lib.load("configs/wav2vec2_conformer.py:tiny", ["--config.mesh.shape=(2,-1,1)",
-                                                                "--config.model.dtype=bfloat16",
+                                                                "--config.model.dtype=bfloat16", *SHORT_CROPS,
                                                                 "--config.model.scan_layers=True",
                                                                 "--config.data.path=/nonexistent"])
   (step,) = compile_lib.compile_config(cfg, "wav2vec2_conformer tiny", "v4-8").steps
@@ -249,7 +253,7 @@ def test_wav2vec2_conformer_train_step_compiles_for_tpu():
 def test_w2v_bert_train_step_compiles_for_tpu():
   """w2v-BERT (fbank front end, relative-key conformer, contrastive + MLM heads) for a v5e-4 slice."""
   _libtpu_or_skip()
-  cfg = config_lib.load("configs/w2v_bert.py:tiny", ["--config.model.dtype=bfloat16",
+  cfg = config_lib.load("configs/w2v_bert.py:tiny", ["--config.model.dtype=bfloat16", *SHORT_CROPS,
                                                       "--config.model.scan_layers=True",
                                                       "--config.data.path=/nonexistent"])
   (step,) = compile_lib.compile_config(cfg, "w2v_bert tiny", "v5e-4").steps
@@ -261,7 +265,7 @@ def test_speech_llm_lora_train_step_compiles_for_tpu():
   """Speech-LLaMA (encoder + LLaMA with GQA + LoRA merged in the step) with FSDP over a v4-8's cores."""
   _libtpu_or_skip()
   cfg = config_lib.load("configs/speech_llm.py:tiny", [
-      "--config.mesh.shape=(2,-1,1)", "--config.model.llm.dtype=bfloat16",
+      "--config.mesh.shape=(2,-1,1)", "--config.model.llm.dtype=bfloat16", *SHORT_CROPS,
       "--config.model.encoder.dtype=bfloat16", "--config.task.llm_mode=lora",
       "--config.data.path=/nonexistent", "--config.data.target_vocab=('a','b','c','|')"])
   (step,) = compile_lib.compile_config(cfg, "speech_llm tiny", "v4-8").steps
