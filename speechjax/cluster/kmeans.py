@@ -72,12 +72,32 @@ class KMeansResult:
 # ----------------------------------------------------------------------------- device math
 
 
+# Up to this many centroids, CPU rows find their nearest one by a running comparison (_row_min).
+RUNNING_MIN_MAX_K = 256
+
+
+def _row_min(d: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """`d [n, K]` → (first index of each row's minimum `[n]` int32, the minimum `[n]`): `jnp.argmin`'s labels.
+
+  On CPU with K ≤ RUNNING_MIN_MAX_K, a running comparison over the K columns: one elementwise loop over the
+  rows that XLA vectorises, where its argmin is a variadic reduction that it does not (65,536 × 100 distances
+  with their matmul: 17 → 8 ms). At K = 500 the unrolled loop takes 1.7 s to compile and saves only 10 % of a
+  block (its 768-dim matmul dominates); on TPU a column is a strided lane slice."""
+  if jax.default_backend() != "cpu" or d.shape[1] > RUNNING_MIN_MAX_K:
+    return jnp.argmin(d, axis=1).astype(jnp.int32), jnp.min(d, axis=1)
+  best, labels = d[:, 0], jnp.zeros(d.shape[0], jnp.int32)
+  for k in range(1, d.shape[1]):
+    closer = d[:, k] < best          # strict: ties keep the first index, as argmin does
+    best, labels = jnp.where(closer, d[:, k], best), jnp.where(closer, k, labels)
+  return labels, best
+
+
 def _nearest(x: jax.Array, centroids: jax.Array) -> tuple[jax.Array, jax.Array]:
   """`x [n, D]`, `centroids [K, D]` → (labels `[n]` int32, squared distances `[n]`)."""
   cross = jnp.matmul(x, centroids.T, precision=_HIGHEST)
   d2 = jnp.sum(centroids * centroids, axis=1)[None, :] - 2.0 * cross   # ‖x‖² added after the min
-  labels = jnp.argmin(d2, axis=1).astype(jnp.int32)
-  return labels, jnp.maximum(jnp.min(d2, axis=1) + jnp.sum(x * x, axis=1), 0.0)
+  labels, nearest = _row_min(d2)
+  return labels, jnp.maximum(nearest + jnp.sum(x * x, axis=1), 0.0)
 
 
 class _PassStats(NamedTuple):

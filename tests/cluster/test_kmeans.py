@@ -47,6 +47,15 @@ def chunked(data: np.ndarray, sizes=(1, 777, 2048, 5)):
   return source
 
 
+@pytest.mark.parametrize("k", [100, kmeans.RUNNING_MIN_MAX_K + 44])   # running comparison / jnp.argmin
+def test_row_min_is_numpys_first_argmin(k):
+  """Small integers make many ties: the first index of the minimum wins, as in np.argmin."""
+  d = np.random.default_rng(k).integers(0, 5, (1000, k)).astype(np.float32)
+  labels, nearest = jax.jit(kmeans._row_min)(d)
+  np.testing.assert_array_equal(labels, np.argmin(d, axis=1))
+  np.testing.assert_array_equal(nearest, d.min(axis=1))
+
+
 def test_recovers_separated_blobs():
   rng = np.random.default_rng(0)
   centres = rng.normal(size=(K, 39)) * 10
