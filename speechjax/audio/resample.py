@@ -29,7 +29,8 @@ def _lanczos(x: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def polyphase_filter(in_size: int, out_size: int) -> tuple[int, int, int, np.ndarray, np.ndarray]:
-  """(q, lo, pad_right, taps [L, p] float32, 1 / weight sums [out_size] float32) for `in_size → out_size`."""
+  """(q, left padding, padded length, taps [L, p] float32, 1 / weight sums [out_size] float32) for
+  `in_size → out_size`: output block b reads samples q·b … q·b + L − 1 of the padded signal."""
   g = math.gcd(in_size, out_size)
   p, q = out_size // g, in_size // g
   spread = max(q / p, 1.0)                      # the kernel widens when shrinking (antialiasing)
@@ -42,15 +43,16 @@ def polyphase_filter(in_size: int, out_size: int) -> tuple[int, int, int, np.nda
   inputs = q * np.arange(g)[:, None] + offsets[None, :]                     # [blocks, L] input indices
   in_range = (inputs >= 0) & (inputs < in_size)
   sums = np.einsum("bl,lp->bp", in_range.astype(np.float64), taps).reshape(-1)
-  pad_right = max(q * (g - 1) + lo + length - in_size, 0)
-  return q, lo, pad_right, taps.astype(np.float32), (1.0 / sums).astype(np.float32)
+  # lo < 0: the first output's kernel reaches before the signal, which is zero-padded on both sides.
+  return q, -lo, q * (g - 1) + length, taps.astype(np.float32), (1.0 / sums).astype(np.float32)
 
 
 def resample(audio, num_samples: int):
   """`audio` [B, T] float → [B, num_samples]: Lanczos-3 interpolation, `jax.image.resize`'s result."""
   if audio.shape[1] == num_samples:
     return audio
-  q, lo, pad_right, taps, inverse_sums = polyphase_filter(audio.shape[1], num_samples)
-  padded = jnp.pad(audio, ((0, 0), (max(-lo, 0), pad_right)))[:, max(lo, 0):]
+  q, left, padded_length, taps, inverse_sums = polyphase_filter(audio.shape[1], num_samples)
+  right = max(padded_length - left - audio.shape[1], 0)
+  padded = jnp.pad(audio, ((0, 0), (left, right)))[:, :padded_length]
   blocks = jnp.matmul(frames(padded, taps.shape[0], q), taps, precision="highest")   # [B, blocks, p]
   return blocks.reshape(audio.shape[0], num_samples) * inverse_sums

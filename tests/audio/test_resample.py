@@ -18,7 +18,7 @@ def lanczos3_float64(audio: np.ndarray, num_samples: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("size,num_samples", [(3200, 4800), (3200, 1600), (3200, 2205), (1000, 1237),
-                                              (3200, 3200)])
+                                              (3200, 3200), (3200, 37), (40, 3000)])
 def test_resample_equals_the_lanczos3_sum(size, num_samples):
   audio = np.random.default_rng(size + num_samples).standard_normal((2, size)).astype(np.float32)
   ours = np.asarray(jax.jit(resample.resample, static_argnums=1)(audio, num_samples))
