@@ -109,9 +109,10 @@ class _PassStats(NamedTuple):
   far_points: jax.Array  # [K, D] the points they belong to
 
 
-def _empty_stats(k: int, dim: int) -> _PassStats:
+def _empty_stats(k: int, dim: int) -> tuple[_PassStats, jax.Array]:
+  """Zero pass stats, and zero mini-batch weights `[K]` int32."""
   return _PassStats(jnp.zeros((k, dim)), jnp.zeros(k, jnp.int32), jnp.zeros(()),
-                    jnp.full(k, -1.0), jnp.zeros((k, dim)))
+                    jnp.full(k, -1.0, jnp.float32), jnp.zeros((k, dim))), jnp.zeros(k, jnp.int32)
 
 
 def _cluster_sums(x, valid, labels, k: int):
@@ -212,7 +213,9 @@ def _kmeans_plus_plus(key, sample, k: int, trials: int):
 
 
 class _Steps(NamedTuple):
-  """The jitted device functions, with replicated outputs on one mesh."""
+  """The jitted device functions, with replicated outputs on one mesh. Passes start from `empty_stats`,
+  placed like the other functions' outputs: arrays placed otherwise compiled each function a second time."""
+  empty_stats: Callable
   accumulate: Callable
   lloyd_update: Callable
   minibatch_step: Callable
@@ -223,7 +226,8 @@ class _Steps(NamedTuple):
 def _steps(mesh: Mesh) -> _Steps:
   replicated = NamedSharding(mesh, P())
   jit = functools.partial(jax.jit, out_shardings=replicated)
-  return _Steps(jit(_accumulate), jit(_lloyd_update), jit(_minibatch_step), jit(_minibatch_reseed))
+  return _Steps(jit(_empty_stats, static_argnums=(0, 1)), jit(_accumulate), jit(_lloyd_update),
+                jit(_minibatch_step), jit(_minibatch_reseed))
 
 
 _kmeans_plus_plus_jit = jax.jit(_kmeans_plus_plus, static_argnames=("k", "trials"))
@@ -471,7 +475,7 @@ def _passes(data, rows: int, dim: int, mesh: Mesh, num_points_local: int):
 
 
 def _one_pass(steps: _Steps, passes, centroids, k: int, dim: int) -> _PassStats:
-  stats = _empty_stats(k, dim)
+  stats, _ = steps.empty_stats(k, dim)
   for x, valid in passes():
     stats = steps.accumulate(stats, x, valid, centroids)
   return stats
@@ -505,10 +509,10 @@ def _lloyd(steps, passes, centroids, iters, tol, num_points):
 def _minibatch(steps, passes, centroids, iters, tol, num_points):
   """Mini-batch passes, then one pass to measure the final centroids."""
   k, dim = centroids.shape
-  weights = jnp.zeros(k, jnp.int32)
+  _, weights = steps.empty_stats(k, dim)
   history, converged = [], False
   for it in range(iters):
-    stats = _empty_stats(k, dim)
+    stats, _ = steps.empty_stats(k, dim)
     for x, valid in passes():
       centroids, weights, stats = steps.minibatch_step(centroids, weights, stats, x, valid)
     history.append(float(_to_host(stats.distance)) / num_points)
