@@ -109,10 +109,9 @@ class _PassStats(NamedTuple):
   far_points: jax.Array  # [K, D] the points they belong to
 
 
-def _empty_stats(k: int, dim: int) -> tuple[_PassStats, jax.Array]:
-  """Zero pass stats, and zero mini-batch weights `[K]` int32."""
+def _empty_stats(k: int, dim: int) -> _PassStats:
   return _PassStats(jnp.zeros((k, dim)), jnp.zeros(k, jnp.int32), jnp.zeros(()),
-                    jnp.full(k, -1.0, jnp.float32), jnp.zeros((k, dim))), jnp.zeros(k, jnp.int32)
+                    jnp.full(k, -1.0, jnp.float32), jnp.zeros((k, dim)))
 
 
 def _cluster_sums(x, valid, labels, k: int):
@@ -479,7 +478,7 @@ def _passes(data, rows: int, dim: int, mesh: Mesh, num_points_local: int):
 
 
 def _one_pass(steps: _Steps, passes, centroids, k: int, dim: int) -> _PassStats:
-  stats, _ = steps.empty_stats(k, dim)
+  stats = steps.empty_stats(k, dim)
   for x, valid in passes():
     stats = steps.accumulate(stats, x, valid, centroids)
   return stats
@@ -513,10 +512,10 @@ def _lloyd(steps, passes, centroids, iters, tol, num_points):
 def _minibatch(steps, passes, centroids, iters, tol, num_points):
   """Mini-batch passes, then one pass to measure the final centroids."""
   k, dim = centroids.shape
-  _, weights = steps.empty_stats(k, dim)
+  weights = steps.empty_stats(k, dim).counts   # zeros [K] int32, placed like minibatch_step's outputs
   history, converged = [], False
   for it in range(iters):
-    stats, _ = steps.empty_stats(k, dim)
+    stats = steps.empty_stats(k, dim)
     for x, valid in passes():
       centroids, weights, stats = steps.minibatch_step(centroids, weights, stats, x, valid)
     history.append(float(_to_host(stats.distance)) / num_points)
