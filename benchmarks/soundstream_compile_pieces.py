@@ -102,8 +102,11 @@ def main():
   args = parser.parse_args()
   task, state, mesh, replicated, samples = task_and_state(args.preset, args.disc_dtype)
   wanted = set(filter(None, args.pieces.split(",")))
+  by_name = pieces(task, state, replicated, samples)
+  if wanted - set(by_name):
+    parser.error(f"--pieces: unknown {sorted(wanted - set(by_name))}; pieces are {sorted(by_name)}")
   with jax.set_mesh(mesh):
-    for name, (fn, fn_args) in pieces(task, state, replicated, samples).items():
+    for name, (fn, fn_args) in by_name.items():
       if wanted and name not in wanted:
         continue
       start = time.perf_counter()

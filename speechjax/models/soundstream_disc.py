@@ -65,8 +65,8 @@ def validate(cfg) -> None:
 
 
 def _inits(spatial_dims: int = 1) -> dict:
-  """Conv initialisers; kernels [*spatial, in, out] shard their output channels only."""
-  axes = (None,) * (spatial_dims + 1) + ("conv_out",)
+  """Conv initialisers: kernels [*spatial, in, out] (gathered over `in` for the conv, speechjax.nn.partitioning)."""
+  axes = (None,) * spatial_dims + ("conv_in", "conv_out")
   return {"kernel_init": logical(nn.initializers.lecun_normal(), *axes),
           "bias_init": logical(nn.initializers.zeros, "conv_out")}
 

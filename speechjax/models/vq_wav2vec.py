@@ -32,7 +32,7 @@ from speechjax.config import ConfigError, require
 from speechjax.models import wav2vec
 from speechjax.models.family import Family
 from speechjax.nn.activations import gelu
-from speechjax.nn.partitioning import logical, norm_inits
+from speechjax.nn.partitioning import gathered_conv, logical, norm_inits
 from speechjax.nn.quantizers import GumbelVectorQuantizer, KMeansVectorQuantizer
 from speechjax.nn.transformer import linear_inits
 
@@ -84,6 +84,7 @@ def quantize(cfg, z, frame_mask, train: bool, temperature):
     return GumbelVectorQuantizer(cfg.vq_groups, cfg.vq_vars, width, dtype, name="quantizer")(
         h, frame_mask, temperature, train)
   ze = nn.Conv(width, (1,), use_bias=False, feature_group_count=cfg.vq_groups, dtype=dtype, name="vq_input",
+               conv_general_dilated=gathered_conv,
                kernel_init=logical(nn.initializers.lecun_normal(), None, "conv_in", "conv_out"))(z)
   ze = nn.GroupNorm(num_groups=cfg.vq_groups, epsilon=1e-5, dtype=dtype, name="vq_norm",
                     **norm_inits("conv_out"))(ze.reshape(-1, width)).reshape(ze.shape)

@@ -51,7 +51,7 @@ from flax import linen as nn
 from speechjax.config import ConfigError, require
 from speechjax.models.family import Family
 from speechjax.nn import conv_encoder
-from speechjax.nn.partitioning import logical
+from speechjax.nn.partitioning import gathered_conv, logical
 from speechjax.nn.transformer import HeadDense
 
 PAPER_CONV = ((512, 10, 5), (512, 8, 4), (512, 4, 2), (512, 4, 2), (512, 4, 2))   # stride 160 (10 ms)
@@ -145,7 +145,7 @@ def conv_block(x, channels: int, kernel: int, stride: int, dtype, index: int):
   """Inside a parent's compact `__call__`: VALID conv (no bias) → CausalGroupNorm → ReLU, as submodules
   `conv{index}` and `norm{index}`. `x` [B, F, C_in] → [B, F', channels]."""
   x = nn.Conv(channels, (kernel,), (stride,), padding="VALID", use_bias=False, dtype=dtype,
-              name=f"conv{index}",
+              name=f"conv{index}", conv_general_dilated=gathered_conv,
               kernel_init=logical(nn.initializers.kaiming_normal(), None, "conv_in", "conv_out"))(x)
   x = nn.relu(CausalGroupNorm(dtype=dtype, name=f"norm{index}")(x))
   return nn.with_logical_constraint(x, ("batch", "length", "conv_out"))

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from speechjax.nn.activations import gelu
-from speechjax.nn.partitioning import logical, norm_inits
+from speechjax.nn.partitioning import gathered_conv, logical, norm_inits
 
 DEFAULT_LAYERS = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
 NORM_EPS = 1e-5
@@ -56,7 +56,7 @@ class ConvFeatureEncoder(nn.Module):
     x = audio[..., None].astype(self.dtype)
     for i, (channels, kernel, stride) in enumerate(self.layers):
       x = nn.Conv(channels, (kernel,), (stride,), padding="VALID", use_bias=self.conv_bias,
-                  dtype=self.dtype, name=f"conv{i}",
+                  dtype=self.dtype, name=f"conv{i}", conv_general_dilated=gathered_conv,
                   kernel_init=logical(nn.initializers.kaiming_normal(), None,
                                       "conv_in" if i else None, "conv_out"),
                   bias_init=logical(nn.initializers.zeros, "conv_out"))(x)

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from speechjax.nn.partitioning import gathered_kernel
+
 Pads = Sequence[tuple[int, int]]
 
 
@@ -123,7 +125,7 @@ def _params(module: nn.Module, x, window: Sequence[int], groups: int = 1):
   c_in = x.shape[-1] // module.fold_in
   kernel = module.param("kernel", module.kernel_init, (*window, c_in // groups, module.features))
   bias = module.param("bias", module.bias_init, (module.features,))
-  return nn.dtypes.promote_dtype(x, kernel, bias, dtype=module.dtype)
+  return nn.dtypes.promote_dtype(x, gathered_kernel(kernel), bias, dtype=module.dtype)
 
 
 class FoldedConv(nn.Module):

@@ -31,7 +31,7 @@ BATCH_AXES = ("data", "fsdp")
 DEFAULT_RULES = (
     ("batch", ("data", "fsdp")),
     ("embed", "fsdp"),
-    ("conv_in", None),      # see below
+    ("conv_in", "fsdp"),    # conv kernels' input channels: all-gathered for the conv (see below)
     ("mlp", "tensor"),
     ("heads", "tensor"),
     ("vocab", "tensor"),
@@ -43,8 +43,9 @@ DEFAULT_RULES = (
     ("layers", None),
     ("length", None),
 )
-# conv kernels shard only their output channels: with conv_in over `fsdp`, XLA (jaxlib 0.10.2, CPU) computed
-# wrong input-gradients on a (2,2,2) mesh (tests/train/test_trainer_mesh.py caught it).
+# Conv kernels are stored with their input channels over `fsdp` and all-gathered before the conv
+# (speechjax.nn.partitioning.gathered_kernel): left sharded, XLA (jaxlib 0.10.2, CPU) computed wrong input
+# gradients for such convs on a (2,2,2) mesh (tests/train/test_trainer_mesh.py caught it).
 
 
 def default_config() -> ml_collections.ConfigDict:
