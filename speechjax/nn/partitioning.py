@@ -23,7 +23,7 @@ def dense_inits(in_axis, out_axis, stddev: float = 0.02) -> dict:
 
 def gathered_kernel(kernel):
   """A conv kernel [*window, C_in, C_out] as the conv uses it: stored with C_in over `fsdp` (`conv_in`),
-  all-gathered here (its gradient reduce-scattered back), only C_out (`conv_out`) left sharded. Left
+  all-gathered here (its gradient goes back to the shard), only C_out (`conv_out`) left sharded. Left
   sharded over its input channels, XLA's SPMD partitioner (jaxlib 0.10.2, CPU) computed wrong input
   gradients for such convs on a (2, 2, 2) mesh; gathered, the conv is partitioned over the batch only
   (tests/nn/test_sharding.py)."""
