@@ -12,7 +12,6 @@ pieces add up to about the whole step (`speechjax compile`), docs/scaling.md.
 """
 import argparse
 import json
-import runpy
 import time
 
 import jax
@@ -21,6 +20,7 @@ import numpy as np
 from flax import linen as nn
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from speechjax import config as config_lib
 from speechjax.audio.resample import resample
 from speechjax.launch import compile as compile_lib
 from speechjax.launch import plan
@@ -34,10 +34,10 @@ PER_DEVICE_BATCH = 4
 
 def task_and_state(preset: str, disc_dtype: str):
   """(task, abstract state on one v4 core, mesh, replicated sharding, samples at the model's rate)."""
-  cfg = runpy.run_path("configs/soundstream.py")["get_config"](preset)
-  cfg.model.dtype = "bfloat16"
-  cfg.task.discriminator.dtype = disc_dtype or cfg.task.discriminator.dtype
-  cfg.data.batch_size, cfg.mesh.shape, cfg.data.path = PER_DEVICE_BATCH, (1, 1, 1), "/nonexistent"
+  cfg = config_lib.load(f"configs/soundstream.py:{preset}", [
+      "--config.model.dtype=bfloat16", f"--config.data.batch_size={PER_DEVICE_BATCH}",
+      "--config.mesh.shape=(1, 1, 1)", "--config.data.path=/nonexistent"]
+      + ([f"--config.task.discriminator.dtype={disc_dtype}"] if disc_dtype else []))
   mesh = mesh_lib.make_mesh(cfg.mesh, compile_lib.tpu_devices(plan.parse_topology("v4-8"))[:1])
   rules = mesh_lib.rules(cfg.mesh)
   task = get_task(cfg)
@@ -113,7 +113,8 @@ def main():
       compiled = jax.jit(fn).lower(*fn_args).compile()
       seconds = time.perf_counter() - start
       cost = compiled.cost_analysis() or {}
-      print(json.dumps({"preset": args.preset, "disc_dtype": task.config.task.discriminator.dtype, "piece": name, "compile_s": round(seconds, 1),
+      print(json.dumps({"preset": args.preset, "disc_dtype": task.config.task.discriminator.dtype,
+                        "piece": name, "compile_s": round(seconds, 1),
                         "xla_gflop": round(cost.get("flops", 0.0) / 1e9, 2),
                         "gib_accessed": round(cost.get("bytes accessed", 0.0) / 2**30, 2)}), flush=True)
 

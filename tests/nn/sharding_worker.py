@@ -33,13 +33,13 @@ def _problem(model, *inputs):
   boxed = jax.eval_shape(model.init, jax.random.PRNGKey(0), *inputs)
   params = jax.tree.map(lambda v: jnp.asarray(0.2 * rng.standard_normal(v.shape), v.dtype),
                         nn.unbox(boxed)["params"])
-  out_shape = jax.eval_shape(lambda: model.apply({"params": params}, *inputs))
-  out_shape = out_shape[0] if isinstance(out_shape, tuple) else out_shape
-  weights = jnp.asarray(rng.standard_normal(out_shape.shape), jnp.float32)
+  def output(p, *inputs):   # the module's output, or the first of its outputs
+    out = model.apply({"params": p}, *inputs)
+    return out[0] if isinstance(out, tuple) else out
+  weights = jnp.asarray(rng.standard_normal(jax.eval_shape(output, params, *inputs).shape), jnp.float32)
 
   def loss(p, *inputs):
-    out = model.apply({"params": p}, *inputs)
-    return jnp.sum((out[0] if isinstance(out, tuple) else out) * weights)
+    return jnp.sum(output(p, *inputs) * weights)
   return boxed["params"], params, inputs, jax.grad(loss)
 
 
