@@ -28,6 +28,8 @@ FINETUNE_FIELDS = ("mask_prob", "mask_length", "min_masks", "mask_channel_prob",
                    "mask_channel_min_masks", "layerdrop", "hidden_dropout", "attention_dropout",
                    "activation_dropout", "feat_proj_dropout", "final_dropout", "feature_grad_mult",
                    "dtype", "scan_layers", "remat_policy", "attention_impl")
+# Checkpoints a fresh run warm-starts from (the encoder, a Speech-LLaMA's LLM); read at start-up only.
+WARM_START_SOURCES = ("init_from", "llm_init")
 
 
 def resolve_architecture(config) -> None:
@@ -80,11 +82,16 @@ def load_model(path: str, step: int | None = None, scan_layers: bool | None = No
   """A checkpoint alone rebuilds its model: returns (config, model, params) on one device.
 
   `path` is a workdir, its `checkpoints/` directory, or `checkpoints/best`. The transformer layers come as
-  saved (`scan_layers=None`) or in the layout `scan_layers` asks for (config and model to match)."""
+  saved (`scan_layers=None`) or in the layout `scan_layers` asks for (config and model to match). The
+  config's warm-start sources (`init_from`, `llm_init`) come back empty: the run's own config.json names
+  them, and they need not exist any more."""
   from speechjax.tasks import get_task   # tasks/__init__ imports the task modules, this one among them
   directory = checkpoint.checkpoint_dir(path)
   step, meta = checkpoint.read_meta(directory, step)
   config = config_lib.from_json(json.dumps(meta["config"]))
+  for field in WARM_START_SOURCES:   # the checkpoint holds the params: its warm-start sources may be gone
+    if field in config:
+      config[field] = ""
   task = get_task(config)
   batch = checkpoint.example_batch(config, 1)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])

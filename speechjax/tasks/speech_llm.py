@@ -76,6 +76,8 @@ def resolve(config) -> None:
   config.model.encoder = view.model
   vocab.resolve(config.data)
   config.model.llm.vocab_size = speech_llm.text_ids(config.data).vocab_size
+  if config.get("llm_init"):   # before any compile: a mismatch fails at start-up, naming the field
+    llm_init_config(config.llm_init, config.model.llm)
   frozen = set(config.optim.frozen)
   if t.llm_mode != "full":
     frozen.add(f"llm/(?!{NEW_HEADS}).*")
@@ -165,16 +167,23 @@ class Task(base.Task):
     return encoder + llama.forward_flops(c.model.llm, length)
 
 
-def load_llm(path: str, llm_cfg, like):
-  """The LLaMA params of a checkpoint (a `text_lm` run, or `speechjax convert --from-hf` output) in the
-  layout and shardings of `like`; the architecture must be `llm_cfg`'s (ConfigError names the field)."""
-  directory = checkpoint.checkpoint_dir(path)
-  step, meta = checkpoint.read_meta(directory)
+def llm_init_config(path: str, llm_cfg) -> tuple[int, ml_collections.ConfigDict]:
+  """(step, model config) of the LLaMA checkpoint at `path`, read from its metadata only; its
+  architecture must be `llm_cfg`'s (ConfigError names the field)."""
+  step, meta = checkpoint.read_meta(checkpoint.checkpoint_dir(path))
   saved = ml_collections.ConfigDict(meta.get("config", {}).get("model", {}))
   require(saved.get("model_type") == "llama", "llm_init", path, "is not a LLaMA checkpoint")
   for field in LLM_ARCHITECTURE:
     require(saved.get(field) == llm_cfg[field], f"model.llm.{field}", llm_cfg[field],
             f"differs from the llm_init checkpoint's {saved.get(field)!r}")
+  return step, saved
+
+
+def load_llm(path: str, llm_cfg, like):
+  """The LLaMA params of a checkpoint (a `text_lm` run, or `speechjax convert --from-hf` output) in the
+  layout and shardings of `like`; the architecture must be `llm_cfg`'s (ConfigError names the field)."""
+  step, saved = llm_init_config(path, llm_cfg)
+  directory = checkpoint.checkpoint_dir(path)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   shapes = mesh_lib.strip_boxes(jax.eval_shape(llama.from_config(saved).init, jax.random.PRNGKey(0),
                                                jnp.zeros((1, 1), jnp.int32)))["params"]

@@ -1,6 +1,7 @@
 """CTC fine-tuning from a pretrained checkpoint: warm start, layer re-init, encoder freezing, eval CLI."""
 import json
 import os
+import shutil
 
 import numpy as np
 import orbax.checkpoint as ocp
@@ -27,6 +28,7 @@ def _ctc_config(data, pretrained, overrides=()):
 def test_warm_start_freeze_and_eval(synth_records, pretrained, tmp_path):
   _, _, pre = speechjax.load(pretrained)
   pre = harness.flat_params(pre["wav2vec2"])
+  pretrained = shutil.copytree(pretrained, str(tmp_path / "pretrained"))   # deleted before the eval below
   workdir = str(tmp_path / "ctc")
   cfg = _ctc_config(synth_records, pretrained, ["--config.train.num_steps=2", "--config.reinit_top_layers=1",
                                                 "--config.task.freeze_encoder_steps=2"])
@@ -57,6 +59,8 @@ def test_warm_start_freeze_and_eval(synth_records, pretrained, tmp_path):
   saved = json.load(open(os.path.join(workdir, "config.json")))
   assert saved["data"]["target_vocab"] and saved["model"]["model_type"] == "wav2vec2"
 
+  shutil.rmtree(pretrained)   # a fine-tuned checkpoint loads and evaluates without its init_from
+  assert speechjax.load(workdir)[0].init_from == ""
   out = str(tmp_path / "eval")
   assert cli.main(["eval", "--ckpt", workdir, "--split", "train", "--beam", "4", "--lm-order", "2",
                    "--out", out]) == 0
