@@ -65,8 +65,6 @@ class ProbedEncoder(nn.Module):
 class Task(base.Task):
 
   def __init__(self, config):
-    config_lib.require(bool(config.get("init_from")), "init_from", config.get("init_from"),
-                       "probing needs a pretrained encoder checkpoint")
     config_lib.require(config.task.level in ("frame", "utterance"), "task.level", config.task.level,
                        "expected 'frame' or 'utterance'")
     pretrained.resolve_architecture(config)
@@ -108,6 +106,10 @@ class Task(base.Task):
     return loss, metrics
 
   def warm_start(self, params):
+    """A fresh probe run needs its encoder (a loaded probe checkpoint holds it, and `init_from` comes back
+    empty: `pretrained.load_model`)."""
+    config_lib.require(bool(self.config.get("init_from")), "init_from", self.config.get("init_from"),
+                       "probing needs a pretrained encoder checkpoint")
     return pretrained.warm_start(self.config, params)
 
   def forward_flops(self):
