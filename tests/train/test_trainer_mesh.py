@@ -1,10 +1,14 @@
 """Sharding is a config change only: 1 device and 8-device meshes give the same losses; FSDP cuts memory."""
 import json
+import os
 import subprocess
 
 import pytest
 
 from tests.helpers import harness
+
+# 5 steps per mesh: compile time dominates, so both sides skip most XLA optimisations (tests/conftest.py).
+pytestmark = pytest.mark.fast_compile
 
 # A wider MLP than the tiny preset, so that parameters (not the batch) dominate the step's memory.
 # Adam divides by sqrt(v) + eps: with eps=1e-6, coordinates whose gradient is ~1e-7 turn float32
@@ -22,7 +26,8 @@ def runs(tone_data, tmp_path_factory):
   shapes = [[8, 1, 1], [2, 2, 2], [1, 8, 1]]   # data, data+fsdp+tensor, fsdp
   out = subprocess.run(harness.worker_command("tests.train.mesh_worker", tone_data, str(workdir),
                                               json.dumps(shapes), *OVERRIDES),
-                       cwd=harness.REPO, capture_output=True, text=True, timeout=900)
+                       cwd=harness.REPO, capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"})
   assert out.returncode == 0, out.stderr[-3000:]
   result = json.loads(out.stdout.strip().splitlines()[-1])
   return single_losses, single_bytes, result
