@@ -11,6 +11,8 @@ from speechjax.data import pipeline
 from tests.helpers import harness
 
 STEPS = 4
+# A few steps per run: compile time dominates, so every run here skips most XLA optimisations (tests/conftest.py).
+pytestmark = pytest.mark.fast_compile
 
 
 class TwoHosts:
@@ -28,7 +30,8 @@ class TwoHosts:
 def test_two_processes_equal_one(tone_data, tmp_path):
   overrides = [f"--config.train.num_steps={STEPS}", f"--config.checkpoint.save_every={STEPS}"]
   port = harness.free_port()
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+         "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
   workdir = str(tmp_path / "multi")
   procs = [subprocess.Popen(
       [sys.executable, "-m", "speechjax.cli", "train", "--config", harness.CONFIG, "--workdir", workdir,
