@@ -260,7 +260,7 @@ def compile_config(cfg, spec: str, topology: str, steps=("train",),
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     state, shardings = trainer.abstract_state(task, mesh, rules, checkpoint.example_batch(cfg, 1), rng)
     batch = abstract_batch(cfg, mesh)
-    train_step, eval_step = trainer.jit_steps(task, shardings, mesh)
+    train_step, eval_step = trainer.jit_steps(task, shardings, mesh, trainer.compiler_options(cfg.train))
     calls = {"train": lambda: (train_step, (state, batch)), "eval": lambda: (eval_step, (state, batch)),
              "generate": lambda: generate_call(cfg, mesh, state.params)}
     try:

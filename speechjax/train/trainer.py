@@ -37,6 +37,9 @@ def default_train_config() -> ml_collections.ConfigDict:
       "log_every": 50, "eval_every": 0, "eval_steps": 10,
       "peak_flops": 0.0,            # per device; 0 = from the device table, or measured on CPU
       "profile_steps": (),          # (first, last): jax.profiler trace of those steps
+      # ("name=value", ...): XLA / libtpu options of the train and eval steps only (what LIBTPU_INIT_ARGS or
+      # XLA_FLAGS set for the whole process), e.g. "xla_tpu_scoped_vmem_limit_kib=16384", "xla_dump_to=DIR"
+      "compiler_options": (),
       # resuming with another process count than the checkpoint's: False = refuse (the data order cannot
       # continue exactly); True = every process starts the epoch after the furthest saved one
       "resume_data_on_new_hosts": False,
@@ -66,6 +69,8 @@ def validate(cfg: ml_collections.ConfigDict, need_data: bool = True) -> None:
     cfg.data.min_sample_size, "must be in [0, data.max_sample_size]")
   r(len(cfg.train.profile_steps) in (0, 2), "train.profile_steps", cfg.train.profile_steps,
     "must be () or (first, last)")
+  r(all(isinstance(o, str) and o.split("=", 1)[0].strip() and "=" in o for o in cfg.train.compiler_options),
+    "train.compiler_options", cfg.train.compiler_options, "expected a tuple of 'name=value' strings")
   r(not need_data or tf.io.gfile.exists(os.path.join(cfg.data.path, "meta.json")), "data.path", cfg.data.path,
     "is not a prepared data set (no meta.json; run `speechjax prepare`)")
 
@@ -110,14 +115,34 @@ def abstract_state(task, mesh, axis_rules, batch: dict, rng):
   return abstract, shardings
 
 
-def jit_steps(task, state_shardings, mesh):
+def compiler_options(train_cfg) -> dict[str, str] | None:
+  """`train.compiler_options` ("name=value", ...) as jax.jit's `compiler_options` (None when empty)."""
+  pairs = [option.split("=", 1) for option in train_cfg.compiler_options]
+  return {name.strip(): value.strip() for name, value in pairs} or None
+
+
+def check_compiler_options(train_cfg) -> None:
+  """Compiles an empty program with `train.compiler_options` for the default backend: a name it does not
+  know fails here, naming the field, not at the first step."""
+  options = compiler_options(train_cfg)
+  if options is None:
+    return
+  try:
+    jax.jit(lambda: None, compiler_options=options).lower().compile()
+  except jax.errors.JaxRuntimeError as e:
+    raise config_lib.ConfigError(f"config.train.compiler_options={tuple(train_cfg.compiler_options)!r}: "
+                                 f"{jax.default_backend()}: {e}") from None
+
+
+def jit_steps(task, state_shardings, mesh, options: dict[str, str] | None = None):
   """The jitted (train_step, eval_step): state donated and pinned to `state_shardings`, batch sharded
-  over the mesh's batch axes, metrics replicated."""
+  over the mesh's batch axes, metrics replicated; `options`: the compiler's (`compiler_options`)."""
   batch_sharding = mesh_lib.batch_sharding(mesh)
   replicated = mesh_lib.replicated(mesh)
   train_step = jax.jit(task.train_step, in_shardings=(state_shardings, batch_sharding),
-                       out_shardings=(state_shardings, replicated), donate_argnums=0)
-  eval_step = jax.jit(task.eval_step, in_shardings=(state_shardings, batch_sharding), out_shardings=replicated)
+                       out_shardings=(state_shardings, replicated), donate_argnums=0, compiler_options=options)
+  eval_step = jax.jit(task.eval_step, in_shardings=(state_shardings, batch_sharding), out_shardings=replicated,
+                      compiler_options=options)
   return train_step, eval_step
 
 
@@ -126,6 +151,7 @@ class Trainer:
 
   def __init__(self, cfg: ml_collections.ConfigDict, workdir: str):
     validate(cfg)
+    check_compiler_options(cfg.train)
     self.cfg, self.workdir = cfg, workdir
     self.is_main = jax.process_index() == 0
     tf.io.gfile.makedirs(workdir)
@@ -171,7 +197,8 @@ class Trainer:
           self.state = self.state.replace(params=params, ema_params=ema)
 
   def _build_steps(self):
-    self.train_step, self.eval_step = jit_steps(self.task, self.state_shardings, self.mesh)
+    self.train_step, self.eval_step = jit_steps(self.task, self.state_shardings, self.mesh,
+                                                compiler_options(self.cfg.train))
 
   def _log(self, message: str):
     if self.is_main:

@@ -1,4 +1,6 @@
 """Config validation, NaN batches, checkpoint → model reload, and learning on the tone data."""
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -22,10 +24,23 @@ from tests.helpers import harness
     ("--config.task.name=nope", "task.name"),
     ("--config.checkpoint.best_mode=median", "checkpoint.best_mode"),
     ("--config.train.rng_impl=threefry", "train.rng_impl"),
+    ("--config.train.compiler_options=('xla_dump_to',)", "train.compiler_options"),
+    ("--config.train.compiler_options=('xla_no_such_option=1',)", "train.compiler_options"),
 ])
 def test_bad_config_fails_fast_naming_the_field(tone_data, tmp_path, override, field):
   with pytest.raises(ValueError, match=field.replace(".", r"\.")):
     harness.make_trainer(tone_data, str(tmp_path), [override])
+
+
+def test_compiler_options_reach_the_steps_only(tone_data, tmp_path):
+  """`train.compiler_options` are the train / eval steps' own: XLA dumps those programs, not the init."""
+  dump = tmp_path / "hlo"
+  trainer = harness.make_trainer(tone_data, str(tmp_path / "run"), [
+      "--config.train.num_steps=2", f"--config.train.compiler_options=('xla_dump_to = {dump}',)"])
+  trainer.run()
+  names = os.listdir(dump)
+  assert any("jit_train_step" in n for n in names), names
+  assert not any("init_state" in n for n in names), names
 
 
 def test_nan_batch_is_skipped_and_counted(tone_data, tmp_path):
