@@ -25,7 +25,7 @@ from speechjax.data import pipeline
 from speechjax.launch import hlo_stats
 from speechjax.parallel import mesh as mesh_lib
 from speechjax.tasks import get_task
-from speechjax.train import allocator, checkpoint, metrics
+from speechjax.train import allocator, checkpoint, cpu_threefry, metrics
 
 
 # --model NAME: shorthand for `--config` of a model family's preset (CPU-sized unless named otherwise)
@@ -58,6 +58,7 @@ def build_step(spec: str, overrides: list[str], batch_size: int, seconds: float)
 
   FLOPs: matmul + conv FLOPs of the step's jaxpr with scan bodies multiplied by their length (XLA's
   `cost_analysis()` counts a loop body once, so it undercounts scanned layers)."""
+  cpu_threefry.unroll()   # as the trainer does
   cfg = load_config(spec, overrides, batch_size, seconds)
   task = get_task(cfg)
   mesh = mesh_lib.make_mesh(cfg.mesh)

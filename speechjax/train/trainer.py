@@ -21,6 +21,7 @@ from speechjax.data import pipeline as pipeline_lib
 from speechjax.parallel import mesh as mesh_lib
 from speechjax.tasks import get_task
 from speechjax.train import checkpoint as ckpt_lib
+from speechjax.train import cpu_threefry
 from speechjax.train import metrics as metrics_lib
 
 
@@ -152,6 +153,7 @@ class Trainer:
   def __init__(self, cfg: ml_collections.ConfigDict, workdir: str):
     validate(cfg)
     check_compiler_options(cfg.train)
+    cpu_threefry.unroll()
     self.cfg, self.workdir = cfg, workdir
     self.is_main = jax.process_index() == 0
     tf.io.gfile.makedirs(workdir)
