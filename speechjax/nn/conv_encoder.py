@@ -13,6 +13,7 @@ import math
 
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
@@ -42,6 +43,27 @@ def frame_mask(audio_mask, layers=DEFAULT_LAYERS):
   return jnp.arange(frames)[None, :] < lengths[:, None]
 
 
+class ChannelGroupNorm(nn.Module):
+  """GroupNorm with one group per channel (fairseq's layer-0 norm): `x` [B, T, C] normalised over T per
+  example and channel, then `scale` and `bias` [C] (flax GroupNorm's parameters, so checkpoints and HF
+  weights map unchanged). Statistics in float32 in one pass (E[x²] − E[x]², as flax's default), and the
+  affine folded into one multiply-add, x · m + (bias − mean · m) with m = scale / √(var + ε): forward and
+  backward with the GELU after it at [8, 6399, 32] (tiny HuBERT) 10.7 → 7.2 ms on a 2-core CPU against
+  `nn.GroupNorm`, equal to it within 2e-7 relative (docs/performance.md)."""
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    inits = norm_inits("conv_out")
+    scale = self.param("scale", inits["scale_init"], x.shape[-1:])
+    bias = self.param("bias", inits["bias_init"], x.shape[-1:])
+    x = x.astype(jnp.float32)
+    mean = x.mean(axis=1, keepdims=True)
+    var = jnp.maximum(jnp.square(x).mean(axis=1, keepdims=True) - jnp.square(mean), 0.0)
+    multiplier = jax.lax.rsqrt(var + NORM_EPS) * scale
+    return (x * multiplier + (bias - mean * multiplier)).astype(self.dtype)
+
+
 class ConvFeatureEncoder(nn.Module):
   """`audio` [B, T] float → features [B, F, C_last] with F = output_length(T)."""
   layers: Sequence[tuple[int, int, int]] = DEFAULT_LAYERS
@@ -64,8 +86,7 @@ class ConvFeatureEncoder(nn.Module):
         x = nn.LayerNorm(epsilon=NORM_EPS, dtype=self.dtype, name=f"norm{i}",
                          **norm_inits("conv_out"))(x)
       elif i == 0:
-        x = nn.GroupNorm(num_groups=channels, epsilon=NORM_EPS, dtype=self.dtype, name="norm0",
-                         **norm_inits("conv_out"))(x)
+        x = ChannelGroupNorm(dtype=self.dtype, name="norm0")(x)
       x = gelu(x)
       x = nn.with_logical_constraint(x, ("batch", "length", "conv_out"))
     return x
