@@ -31,7 +31,8 @@ def _wait_for_step(workdir, step, proc, timeout=300):
   deadline = time.time() + timeout
   while time.time() < deadline:
     assert proc.poll() is None, proc.stderr.read()[-3000:]
-    if os.path.exists(path) and any(json.loads(l)["step"] >= step for l in open(path) if l.strip()):
+    # Lines end with "\n" once written; a last line without one is still being written.
+    if os.path.exists(path) and any(json.loads(l)["step"] >= step for l in open(path) if l.endswith("\n")):
       return
     time.sleep(0.01)
   raise TimeoutError(f"step {step} not reached")
