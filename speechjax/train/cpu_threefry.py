@@ -3,9 +3,10 @@
 JAX lowers its threefry hash (every `jax.random` draw with the default key implementation: dropout masks,
 span masks, negatives) for CPU as a `fori_loop` over its five 4-round blocks, to keep compile times short.
 XLA:CPU runs that loop's body as several small kernels per iteration, for every random call site of the
-step. On the tiny HuBERT step of the main job (batch 8 × 2 s, dropout 0.1) that loop was a fifth of the
-step: 95 → 73 ms per step on 2026-12-07's 2-core machine, with the same compile time
-(`benchmarks/RESULTS.md`, docs/performance.md). The GPU and TPU lowerings are already straight-line.
+step. Straight-line, with both programs timed alternately in one process on a 2-core CPU (2026-12-07):
+tiny HuBERT (batch 8 × 2 s, dropout 0.1) 92.7 → 87.7 ms per step, wav2vec 2.0 Base 7.00 → 6.55 s, about
+5–6 %, with no change in compile time seen (`benchmarks/RESULTS.md`, docs/performance.md). The GPU and TPU
+lowerings are already straight-line.
 
 `unroll()` registers JAX's own straight-line lowering for the CPU platform too. The hash, and so every
 random bit, stays the same (`tests/train/test_cpu_threefry.py` compares the bits against a process that
