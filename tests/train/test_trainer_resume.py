@@ -31,9 +31,10 @@ def _wait_for_step(workdir, step, proc, timeout=300):
   deadline = time.time() + timeout
   while time.time() < deadline:
     assert proc.poll() is None, proc.stderr.read()[-3000:]
-    # Lines end with "\n" once written; a last line without one is still being written.
-    if os.path.exists(path) and any(json.loads(l)["step"] >= step for l in open(path) if l.endswith("\n")):
-      return
+    if os.path.exists(path):
+      with open(path) as f:   # a last line without "\n" is still being written
+        if any(json.loads(l)["step"] >= step for l in f if l.endswith("\n")):
+          return
     time.sleep(0.01)
   raise TimeoutError(f"step {step} not reached")
 
