@@ -17,6 +17,8 @@ Prints a table of
     (b) N × 768 Gaussian-mixture frames, K=500 (the shape of HuBERT layer features);
     (c) with --features: the train split of features dumped by `speechjax dump` or the HuBERT loop
         (e.g. a trained model's layer: `workdir/hubert_loop/iter3/features`), K = --features-k.
+    Every method's first fit is timed from cold in-process caches (`jax.clear_caches()` before it), so
+    one method's compiled programs do not shorten the next one's first fit; `--warm` times ours again.
     Methods: ours full-batch Lloyd, ours Lloyd warm-started on a 10% sample, ours mini-batch (fairseq's batch size and n_init), sklearn
     MiniBatchKMeans exactly as fairseq's learn_kmeans.py, faiss-cpu Kmeans (defaults; skipped when
     faiss is not installed).
@@ -29,6 +31,7 @@ import json
 import os
 import time
 
+import jax
 import numpy as np
 import soundfile
 
@@ -246,10 +249,11 @@ def methods(case: Case, chosen: list[str], lloyd_tol: float, seed: int = 0, rest
 
 def run_case(case: Case, data: np.ndarray, aligned, chosen: list[str], lloyd_tol: float,
              seed: int = 0, restarts: int = 1, warm: bool = False) -> list[dict]:
-  """One row per method. `warm`: ours run a second time, its wall time (programs already compiled in this
-  process) reported as `warm_s`."""
+  """One row per method, each first fit compiled from scratch. `warm`: ours run a second time, its wall
+  time (programs already compiled in this process) reported as `warm_s`."""
   rows = []
   for name, fn in methods(case, chosen, lloyd_tol, seed, restarts).items():
+    jax.clear_caches()   # an earlier method's programs (same block shapes) would make this fit partly warm
     centroids, seconds = timed(lambda: fn(data, case))
     row = {"case": f"({case.name}) {len(data)}×{case.dim}, K={case.k}", "method": name,
            "wall_s": round(seconds, 1), "inertia": round(mean_sq_distance(data, centroids), 4)}

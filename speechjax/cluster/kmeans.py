@@ -406,9 +406,11 @@ def _to_host(value: jax.Array) -> np.ndarray:
 # ----------------------------------------------------------------------------- fit
 
 
-def _initial_centroids(init, sample: np.ndarray, k: int, n_init: int, seed: int) -> np.ndarray:
+def _initial_centroids(init, sample: np.ndarray, k: int, n_init: int, seed: int,
+                       block_rows: int) -> np.ndarray:
   """`[K, D]` start: the given array, the first k sampled rows ("random"), or the k-means++ run
-  (of `n_init`) with the lowest inertia on the sample."""
+  (of `n_init`) with the lowest inertia on the sample ("sample-lloyd": then Lloyd on the sample in
+  blocks of `block_rows`)."""
   if not isinstance(init, str):
     init = np.asarray(init, np.float32)
     if init.shape != (k, sample.shape[1]) or not np.all(np.isfinite(init)):
@@ -417,7 +419,8 @@ def _initial_centroids(init, sample: np.ndarray, k: int, n_init: int, seed: int)
   if init == "random":
     return sample[:k].copy()
   if init == "sample-lloyd":
-    return _lloyd_on_sample(sample, _initial_centroids("k-means++", sample, k, n_init, seed))
+    return _lloyd_on_sample(sample, _initial_centroids("k-means++", sample, k, n_init, seed, block_rows),
+                            block_rows)
   if init != "k-means++":
     raise ValueError(f"init must be 'k-means++', 'sample-lloyd', 'random' or a [K, D] array, got {init!r}")
   trials = 2 + int(math.log(k))
@@ -427,14 +430,12 @@ def _initial_centroids(init, sample: np.ndarray, k: int, n_init: int, seed: int)
   return np.asarray(runs[best][0])
 
 
-def _lloyd_on_sample(sample: np.ndarray, start: np.ndarray, iters: int = 100, tol: float = 1e-4) -> np.ndarray:
+def _lloyd_on_sample(sample: np.ndarray, start: np.ndarray, rows: int, iters: int = 100,
+                     tol: float = 1e-4) -> np.ndarray:
   """Lloyd iterations on the (in-memory, identical in every process) sample, on this process's first
-  device: a start close to the optimum, so the full passes over all the data are few (faiss-style
-  subsample training, then refined on everything)."""
+  device, in blocks of `rows`: a start close to the optimum, so the full passes over all the data are
+  few (faiss-style subsample training, then refined on everything)."""
   mesh = Mesh(np.array(jax.local_devices()[:1]), ("data",))
-  # One block of the sample's size rounded up to a power of two, not a padded DEFAULT_CHUNK_ROWS block
-  # (a 30k sample in a 65k block spent half of every pass on padding).
-  rows = _assign_rows(len(sample), DEFAULT_CHUNK_ROWS)
   passes = _passes(sample, rows, sample.shape[1], mesh, len(sample))
   centroids, *_ = _lloyd(_steps(mesh), passes, _replicate(start, mesh), iters, tol, len(sample))
   return _to_host(centroids)
@@ -550,7 +551,8 @@ def fit(data, k: int, *, iters: int = 100, init="k-means++", init_sample: int | 
       device of each process.
     tol: stop when a pass lowers the inertia by at most tol × its previous value (and, for Lloyd,
       no cluster is empty). tol=0 runs until the inertia stops falling.
-    chunk_size: rows per block in Lloyd mode (per process); bounds device memory.
+    chunk_size: rows per block in Lloyd mode (per process); bounds device memory. With "sample-lloyd"
+      the blocks are the init sample's size rounded up to a power of two, at most chunk_size.
     restarts: whole fits with seeds `seed`, `seed + 1`, …; the one with the lowest inertia over all points
       is returned (sklearn's `n_init` for whole fits; `n_init` here picks among k-means++ starts).
   Returns:
@@ -571,10 +573,16 @@ def _fit_once(data, k, iters, init, init_sample, n_init, batch_size, seed, mesh,
   scan = _scan(_as_source(data), sample_size, seed)
   if scan.num_points < k:
     raise ValueError(f"k-means: k={k} clusters need at least k points, got {scan.num_points}")
-  init_centroids = _initial_centroids(init, scan.sample, k, n_init, seed)
+  rows = batch_size or chunk_size
+  if isinstance(init, str) and init == "sample-lloyd" and batch_size is None:
+    # Blocks of the sample's size rounded up to a power of two for the sample and for all the data: one
+    # compiled block program serves both (a 30k sample padded to a 65k block would waste half of each
+    # sample pass; two block sizes cost a second compile, 0.3 s of a 3 s first fit on a 2-core CPU).
+    rows = _assign_rows(len(scan.sample), chunk_size)
+  init_centroids = _initial_centroids(init, scan.sample, k, n_init, seed, rows)
   if batch_size is not None:
     data = _shuffled(data, seed)
-  passes = _passes(data, batch_size or chunk_size, scan.dim, mesh, scan.local_points)
+  passes = _passes(data, rows, scan.dim, mesh, scan.local_points)
   loop = _lloyd if batch_size is None else _minibatch
   centroids, stats, history, converged = loop(_steps(mesh), passes, _replicate(init_centroids, mesh),
                                               iters, tol, scan.num_points)

@@ -249,3 +249,6 @@ def test_each_device_function_compiles_once_per_block_shape():
   kmeans.fit(data, 7, iters=2, batch_size=1024)
   assert steps.accumulate._cache_size() == before[0] + 1
   assert steps.minibatch_step._cache_size() == before[1] + 1
+  # sample-lloyd: the sample and all the data in blocks of one shape (the sample's, 600 → 1024 rows)
+  kmeans.fit(data[:, :10], 7, iters=3, init="sample-lloyd", init_sample=600)
+  assert steps.accumulate._cache_size() == before[0] + 2
