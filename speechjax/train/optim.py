@@ -309,11 +309,14 @@ def skip_nonfinite(inner: optax.GradientTransformation) -> optax.GradientTransfo
   computed and a non-finite one is replaced (zero updates, inner state kept) by elementwise selects.
 
   Same state (`optax.ApplyIfFiniteState`) and the same results; the cond copied every parameter and
-  optimizer buffer on CPU (wav2vec 2.0 Base step 2.32 → 2.24 s without it, docs/performance.md)."""
+  optimizer buffer on CPU (wav2vec 2.0 Base step 2.32 → 2.24 s without it, docs/performance.md).
+  The check is one float sum of `u · 0` over every leaf: NaN exactly when some element is NaN or ±inf,
+  and never overflowing. XLA:CPU vectorises a float sum but not a boolean `all` (24M floats: 10.7 → 3.5
+  ms; the Base optimizer update 330–460 → 300–335 ms on a 2-core CPU)."""
   wrapped = optax.apply_if_finite(inner, max_consecutive_errors=0)
 
   def update(updates, state, params=None):
-    finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(u)) for u in jax.tree.leaves(updates)]))
+    finite = jnp.isfinite(sum(jnp.sum(u * 0, dtype=jnp.float32) for u in jax.tree.leaves(updates)))
     new_updates, new_inner = inner.update(updates, state.inner_state, params)
     new_updates = jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), new_updates)
     new_inner = jax.tree.map(lambda n, old: jnp.where(finite, n, old), new_inner, state.inner_state)

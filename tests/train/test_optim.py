@@ -208,15 +208,17 @@ def test_skip_nonfinite_equals_optax_apply_if_finite():
   """The select-based skip gives optax.apply_if_finite's updates and state bit for bit."""
   adam = optax.adam(1e-2)
   ours, theirs = optim.skip_nonfinite(adam), optax.apply_if_finite(adam, max_consecutive_errors=10**6)
-  grads = _random_grads(PARAMS, 4)
+  grads = _random_grads(PARAMS, 6)
   grads[1] = jax.tree.map(lambda g: g.at[0].set(jnp.nan), grads[1])
+  grads[3] = jax.tree.map(lambda g: g.at[-1].set(-jnp.inf), grads[3])
+  grads[4] = jax.tree.map(lambda g: jnp.full_like(g, 3e38), grads[4])   # finite, though their sum overflows
   ours_state, theirs_state = ours.init(PARAMS), theirs.init(PARAMS)
   for g in grads:
     ours_updates, ours_state = jax.jit(ours.update)(g, ours_state, PARAMS)
     theirs_updates, theirs_state = jax.jit(theirs.update)(g, theirs_state, PARAMS)
     assert _tree_equal(ours_updates, theirs_updates)
     assert _tree_equal(ours_state, theirs_state)
-  assert int(ours_state.total_notfinite) == 1
+  assert int(ours_state.total_notfinite) == 2
 
 
 def test_nonfinite_micro_batch_is_dropped_from_accumulation():
