@@ -73,9 +73,10 @@ def test_setup_packs_copies_and_installs_on_every_worker(capsys):
   assert ssh[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "sj-pod"] and "--worker=all" in ssh
   remote = ssh[-1].removeprefix("--command=")
   assert "tar -xzf" in remote and "pip install" in remote and '-e "$HOME/speechjax"' in remote
-  assert "'jax[tpu]>=0.10,<0.11'" in remote
+  assert "'jax[tpu]>=0.10,<0.11'" in remote and "libtcmalloc-minimal4" in remote
+  subprocess.check_call(["bash", "-n", "-c", remote])   # syntax check only: runs nothing
   _, (pack, _, ssh), _ = dry_run(capsys, "setup", *POD, "--source", "pip", "--package", "speechjax==0.1")
-  assert pack[-2:] == ["configs", "sweeps"] and ssh[-1].endswith("speechjax==0.1")
+  assert pack[-2:] == ["configs", "sweeps"] and " speechjax==0.1 && " in ssh[-1]
 
 
 def test_pack_command_leaves_out_data_outputs_and_vcs(tmp_path):
@@ -102,6 +103,7 @@ def test_run_starts_train_detached_on_every_worker(capsys):
   assert ("speechjax train --config configs/frame_classifier.py:tiny --workdir gs://bucket/run "
           "--config.optim.lr=3e-4 --config.data.path=gs://bucket/records") in remote
   assert "SPEECHJAX_DISTRIBUTED=1" in remote and "nohup" in remote and tpu.PID_FILE in remote
+  assert f'export LD_PRELOAD="{tpu.TCMALLOC}' in remote
   subprocess.check_call(["bash", "-n", "-c", remote])   # syntax check only: runs nothing
   attached = dry_run(capsys, "run", *POD, "--config", CONFIG, "--workdir", "gs://b/r", "--data", "gs://b/d",
                      "--attach")[1][0][-1]
