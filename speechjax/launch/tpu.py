@@ -25,7 +25,8 @@ nothing. `--project P` is passed on to gcloud when given.
             checkout with SPEECHJAX_DISTRIBUTED=1 (jax.distributed auto-detects the pod) and tcmalloc
             preloaded where setup installed it (libtpu's compiler spends ~13 % of its time in glibc's
             malloc; with tcmalloc HuBERT Base compiles for a v4-8 9 % faster, SoundStream 17–21 %;
-            docs/scaling.md), detached with nohup; output to ~/speechjax-run.log, pid in ~/speechjax-run.pid (--attach: in the foreground).
+            docs/scaling.md), detached with nohup; output to ~/speechjax-run.log, pid in
+            ~/speechjax-run.pid (--attach: in the foreground).
             Workers share no disk, so the workdir and the data must be gs:// paths: a local path is an
             error naming its flag (--single-host allows local paths on a one-host TPU VM).
   logs      streams ~/speechjax-run.log of one worker (default 0, the one that logs).
