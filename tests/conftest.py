@@ -16,6 +16,9 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 from speechjax.train import allocator  # noqa: E402
 
 allocator.reuse_freed_memory()
+# tcmalloc, where installed, for the xdist workers and subprocesses started after this: XLA compiles faster
+# with it (tests/nn 84 → 76 s on 2 cores).
+allocator.preload_tcmalloc_for_children()
 
 
 @pytest.fixture(scope="session")

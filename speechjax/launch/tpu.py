@@ -42,6 +42,8 @@ import shlex
 import subprocess
 import sys
 
+from speechjax.train import allocator
+
 # The checkout that `setup` packs: the repository root, two levels above this package.
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GCLOUD = ("gcloud", "compute", "tpus")
@@ -52,7 +54,7 @@ PID_FILE = "$HOME/speechjax-run.pid"
 # The jax range of setup.py, with the TPU runtime (libtpu).
 JAX_TPU = "jax[tpu]>=0.10,<0.11"
 # Preloaded by `run` where `setup` installed it (Debian/Ubuntu's libtcmalloc-minimal4).
-TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+TCMALLOC = allocator.TCMALLOC
 INSTALL_TCMALLOC = ("{ sudo apt-get install -y -q libtcmalloc-minimal4 > /dev/null 2>&1 || "
                     "echo 'speechjax: tcmalloc not installed; runs use glibc malloc' >&2; }")
 # Never packed by `setup`: data, run outputs, VCS and build leftovers (mirrors .gitignore).
@@ -178,7 +180,7 @@ def run_remote_command(argv: list[str], attach: bool = False) -> str:
   log and pid files in $HOME) unless `attach`."""
   prefix = (f'cd "{REMOTE_DIR}" && export PATH="$HOME/.local/bin:$PATH" SPEECHJAX_DISTRIBUTED=1 && '
             f'if [ -e {TCMALLOC} ]; then export LD_PRELOAD="{TCMALLOC}${{LD_PRELOAD:+:$LD_PRELOAD}}" '
-            f'TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD=1099511627776; fi && ')
+            f'{shlex.join(f"{k}={v}" for k, v in allocator.TCMALLOC_QUIET.items())}; fi && ')
   if attach:
     return prefix + shlex.join(argv)
   return (prefix + f'{{ nohup {shlex.join(argv)} > "{LOG_FILE}" 2>&1 < /dev/null & '

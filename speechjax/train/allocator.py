@@ -9,6 +9,13 @@ heap (M_MMAP_MAX = 0) and keep freed heap memory instead of returning it (M_TRIM
 the pages of one step are reused by the next. The price: the process keeps its peak heap resident.
 
 `speechjax` commands apply it at start; `SPEECHJAX_SYSTEM_MALLOC=1` leaves glibc's defaults.
+
+tcmalloc (`TCMALLOC`, Debian/Ubuntu's libtcmalloc-minimal4) cannot be switched to inside a running process:
+it must be preloaded. `preload_tcmalloc_for_children()` sets `LD_PRELOAD` for the processes this one starts
+(the test suite's xdist workers); `speechjax tpu run` preloads it on the workers. XLA:CPU's and libtpu's
+compilers spend much of their time in malloc: with tcmalloc, TPU compiles here are 9–21 % faster and
+`tests/nn` runs 84 → 76 s, while tiny HuBERT's CPU step is as fast as with the setting above
+(docs/scaling.md).
 """
 from __future__ import annotations
 
@@ -17,6 +24,9 @@ import ctypes.util
 import os
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4   # glibc's mallopt parameters (malloc.h)
+TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+# tcmalloc reports every allocation over 1 GiB on stderr by default; XLA's buffers are often that large.
+TCMALLOC_QUIET = {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(1 << 40)}
 
 
 def reuse_freed_memory() -> bool:
@@ -29,3 +39,16 @@ def reuse_freed_memory() -> bool:
   except (OSError, AttributeError, TypeError):   # no C library found, or not glibc
     return False
   return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def preload_tcmalloc_for_children(path: str = TCMALLOC, environ=os.environ) -> bool:
+  """Adds tcmalloc at `path` to `environ`'s LD_PRELOAD, inherited by the processes started from now on;
+  False (nothing changed) where it is not installed, already preloaded, or SPEECHJAX_SYSTEM_MALLOC is set."""
+  preload = environ.get("LD_PRELOAD", "")
+  if (environ.get("SPEECHJAX_SYSTEM_MALLOC", "") not in ("", "0") or not os.path.exists(path)
+      or path in preload.split(":")):
+    return False
+  environ["LD_PRELOAD"] = f"{path}:{preload}" if preload else path
+  for name, value in TCMALLOC_QUIET.items():
+    environ.setdefault(name, value)
+  return True

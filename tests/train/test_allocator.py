@@ -1,8 +1,11 @@
 """`allocator.reuse_freed_memory`: large buffers freed and allocated again reuse their pages."""
+import os
 import subprocess
 import sys
 
 import pytest
+
+from speechjax.train import allocator
 
 _PROBE = """
 import resource, sys
@@ -35,3 +38,25 @@ def test_reuse_avoids_page_faults_of_freed_buffers():
 
 def test_opt_out():
   assert _faults("reuse", SPEECHJAX_SYSTEM_MALLOC="1")[0] == "False"
+
+
+def test_tcmalloc_preload_for_children(tmp_path):
+  library = tmp_path / "libtcmalloc_minimal.so.4"
+  assert not allocator.preload_tcmalloc_for_children(str(library), {})   # not installed
+  library.write_bytes(b"")
+  env = {"LD_PRELOAD": "/other.so"}
+  assert allocator.preload_tcmalloc_for_children(str(library), env)
+  assert env["LD_PRELOAD"] == f"{library}:/other.so" and "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD" in env
+  assert not allocator.preload_tcmalloc_for_children(str(library), env)   # already there
+  assert not allocator.preload_tcmalloc_for_children(str(library), {"SPEECHJAX_SYSTEM_MALLOC": "1"})
+
+
+def test_tcmalloc_preloaded_child_runs_jax():
+  if not os.path.exists(allocator.TCMALLOC):
+    pytest.skip(f"tcmalloc is not installed ({allocator.TCMALLOC}; apt-get install libtcmalloc-minimal4)")
+  env = {"PATH": os.environ.get("PATH", "")}
+  allocator.preload_tcmalloc_for_children(environ=env)
+  probe = ("import jax.numpy as jnp; "
+           "print(float(jnp.ones((512, 512)).sum()), 'tcmalloc' in open('/proc/self/maps').read())")
+  out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
+  assert out.stdout.split() == ["262144.0", "True"]
