@@ -16,10 +16,13 @@ import time
 import jax
 import jax.numpy as jnp
 import optax
+from flax import linen as nn
 from jax import lax
 
 import train_throughput  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 import w2v2_vs_hf_flax
+from speechjax.nn import conv_encoder
+from speechjax.tasks import get_task
 from speechjax.train import allocator, metrics, optim
 
 MM = (((1,), (0,)), ((), ()))   # [m, k] · [k, n]: forward
@@ -40,8 +43,8 @@ def best_seconds(fn, *args, repeats: int = 20, rounds: int = 5) -> float:
 
 
 def matmul_bound(batch: int, seconds: float, peak: float, layers: int = 12) -> float:
-  rows = batch * (int(seconds * 16000) // 320 - 1)   # frames of the conv stack (199 per 4 s)
-  frames, d, ff, heads, head_dim = rows // batch, 768, 3072, 12, 64
+  frames = conv_encoder.output_length(int(seconds * 16000))   # 199 per 4 s
+  rows, d, ff, heads, head_dim = batch * frames, 768, 3072, 12, 64
   bh = batch * heads
   shapes = {   # name: (lhs, rhs, dimension numbers, matmuls per layer)
       "projection fwd": ((rows, d), (d, d), MM, 4), "projection dx": ((rows, d), (d, d), NT, 4),
@@ -73,9 +76,10 @@ def matmul_bound(batch: int, seconds: float, peak: float, layers: int = 12) -> f
 def optimizer_bound(batch: int, seconds: float) -> None:
   cfg = train_throughput.load_config("configs/wav2vec2.py:base", list(w2v2_vs_hf_flax.PEER_STYLE), batch,
                                      seconds)
-  params = jax.tree.map(jnp.zeros_like,
-                        train_throughput.build_step("configs/wav2vec2.py:base",
-                                                    list(w2v2_vs_hf_flax.PEER_STYLE), batch, seconds)[1].params)
+  task = get_task(cfg)
+  example = train_throughput.random_batch(cfg, batch, {})
+  params = jax.tree.map(lambda p: jnp.zeros(p.shape, p.dtype),
+                        nn.unbox(task.abstract_variables(example)["params"]))
   grads = jax.tree.map(lambda p: jnp.full_like(p, 1e-3), params)
   count = sum(p.size for p in jax.tree.leaves(params))
   no_skip = cfg.optim.copy_and_resolve_references()
