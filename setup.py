@@ -42,5 +42,5 @@ setup(
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["speechjax=speechjax.cli:main"]},
+    entry_points={"console_scripts": ["speechjax=speechjax.cli:entry"]},
 )

@@ -92,5 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-if __name__ == "__main__":
+def entry() -> None:
+  """The `speechjax` command: `main` under tcmalloc where it is installed (speechjax.train.allocator)."""
+  allocator.exec_with_tcmalloc()
   sys.exit(main())
+
+
+if __name__ == "__main__":
+  entry()

@@ -22,11 +22,11 @@ nothing. `--project P` is passed on to gcloud when given.
             Also installs tcmalloc (`libtcmalloc-minimal4`, best effort: a worker without apt access
             goes on without it).
   run       on every worker (`tpu-vm ssh --worker=all`): `speechjax train` (or `loop`) from the copied
-            checkout with SPEECHJAX_DISTRIBUTED=1 (jax.distributed auto-detects the pod) and tcmalloc
-            preloaded where setup installed it (libtpu's compiler spends ~13 % of its time in glibc's
-            malloc; with tcmalloc HuBERT Base compiles for a v4-8 9 % faster, SoundStream 17–21 %;
-            docs/scaling.md), detached with nohup; output to ~/speechjax-run.log, pid in
-            ~/speechjax-run.pid (--attach: in the foreground).
+            checkout with SPEECHJAX_DISTRIBUTED=1 (jax.distributed auto-detects the pod); the command
+            preloads tcmalloc itself where setup installed it (libtpu's compiler spends ~13 % of its time
+            in glibc's malloc; with tcmalloc HuBERT Base compiles for a v4-8 9 % faster, SoundStream
+            17–21 %; speechjax.train.allocator, docs/scaling.md), detached with nohup; output to
+            ~/speechjax-run.log, pid in ~/speechjax-run.pid (--attach: in the foreground).
             Workers share no disk, so the workdir and the data must be gs:// paths: a local path is an
             error naming its flag (--single-host allows local paths on a one-host TPU VM).
   logs      streams ~/speechjax-run.log of one worker (default 0, the one that logs).
@@ -42,7 +42,6 @@ import shlex
 import subprocess
 import sys
 
-from speechjax.train import allocator
 
 # The checkout that `setup` packs: the repository root, two levels above this package.
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,8 +52,7 @@ LOG_FILE = "$HOME/speechjax-run.log"
 PID_FILE = "$HOME/speechjax-run.pid"
 # The jax range of setup.py, with the TPU runtime (libtpu).
 JAX_TPU = "jax[tpu]>=0.10,<0.11"
-# Preloaded by `run` where `setup` installed it (Debian/Ubuntu's libtcmalloc-minimal4).
-TCMALLOC = allocator.TCMALLOC
+# The `speechjax` command preloads it where `setup` installed it (speechjax.train.allocator).
 INSTALL_TCMALLOC = ("{ sudo apt-get install -y -q libtcmalloc-minimal4 > /dev/null 2>&1 || "
                     "echo 'speechjax: tcmalloc not installed; runs use glibc malloc' >&2; }")
 # Never packed by `setup`: data, run outputs, VCS and build leftovers (mirrors .gitignore).
@@ -178,9 +176,7 @@ def train_argv(config: str, workdir: str, overrides=(), loop: bool = False) -> l
 def run_remote_command(argv: list[str], attach: bool = False) -> str:
   """Shell text for the workers: from the checkout, with the pod's distributed init; detached (nohup,
   log and pid files in $HOME) unless `attach`."""
-  prefix = (f'cd "{REMOTE_DIR}" && export PATH="$HOME/.local/bin:$PATH" SPEECHJAX_DISTRIBUTED=1 && '
-            f'if [ -e {TCMALLOC} ]; then export LD_PRELOAD="{TCMALLOC}${{LD_PRELOAD:+:$LD_PRELOAD}}" '
-            f'{shlex.join(f"{k}={v}" for k, v in allocator.TCMALLOC_QUIET.items())}; fi && ')
+  prefix = f'cd "{REMOTE_DIR}" && export PATH="$HOME/.local/bin:$PATH" SPEECHJAX_DISTRIBUTED=1 && '
   if attach:
     return prefix + shlex.join(argv)
   return (prefix + f'{{ nohup {shlex.join(argv)} > "{LOG_FILE}" 2>&1 < /dev/null & '

@@ -60,3 +60,28 @@ def test_tcmalloc_preloaded_child_runs_jax():
            "print(float(jnp.ones((512, 512)).sum()), 'tcmalloc' in open('/proc/self/maps').read())")
   out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
   assert out.stdout.split() == ["262144.0", "True"]
+
+
+_REEXEC_PROBE = """
+import os, sys
+from speechjax.train import allocator
+print("run", os.environ.get("LD_PRELOAD", ""), flush=True)
+allocator.exec_with_tcmalloc(sys.argv[1])
+print("went on", "tcmalloc" in open("/proc/self/maps").read(), sys.argv[1:], flush=True)
+"""
+
+
+def _reexec(library: str, **env) -> list[str]:
+  return subprocess.run([sys.executable, "-c", _REEXEC_PROBE, library, "--flag"], capture_output=True,
+                        text=True, check=True, env={"PATH": "", **env}).stdout.splitlines()
+
+
+def test_exec_with_tcmalloc_restarts_the_command_line_once(tmp_path):
+  missing = str(tmp_path / "libtcmalloc_minimal.so.4")
+  assert _reexec(missing) == ["run ", f"went on False {[missing, '--flag']}"]   # not installed: goes on
+  if not os.path.exists(allocator.TCMALLOC):
+    pytest.skip(f"tcmalloc is not installed ({allocator.TCMALLOC}; apt-get install libtcmalloc-minimal4)")
+  lines = _reexec(allocator.TCMALLOC)
+  # the first process printed once and was replaced; the second had tcmalloc mapped and the same arguments
+  assert lines == ["run ", f"run {allocator.TCMALLOC}", f"went on True {[allocator.TCMALLOC, '--flag']}"]
+  assert _reexec(allocator.TCMALLOC, SPEECHJAX_SYSTEM_MALLOC="1")[-1].startswith("went on False")
