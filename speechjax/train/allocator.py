@@ -12,8 +12,9 @@ the pages of one step are reused by the next. The price: the process keeps its p
 
 tcmalloc (`TCMALLOC`, Debian/Ubuntu's libtcmalloc-minimal4) cannot be switched to inside a running process:
 it must be preloaded. XLA:CPU's and libtpu's compilers spend much of their time in malloc: with tcmalloc,
-TPU compiles here are 9–21 % faster, `tests/nn` runs 84 → 76 s and the main job 7 % faster, while the CPU
-train steps are as fast as with the setting above (docs/scaling.md, docs/performance.md). So where it is
+TPU compiles here are 9–21 % faster, `tests/nn` runs 84 → 76 s and the main job 7 % faster; CPU train steps
+are within −12 … +8 % of the setting above, at up to a third more resident memory (Base; docs/scaling.md,
+docs/performance.md). So where it is
 installed, the `speechjax` command starts itself again with it preloaded (`exec_with_tcmalloc`, before
 anything imports JAX), and `preload_tcmalloc_for_children()` sets `LD_PRELOAD` for the processes a process
 starts (the test suite's xdist workers). `SPEECHJAX_SYSTEM_MALLOC=1` opts out of both, and of
@@ -32,6 +33,10 @@ TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
 TCMALLOC_QUIET = {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(1 << 40)}
 
 
+def _opted_out(environ) -> bool:
+  return environ.get("SPEECHJAX_SYSTEM_MALLOC", "") not in ("", "0")
+
+
 def reuse_freed_memory() -> bool:
   """Applies the setting to this process; False where it cannot (not glibc, or opted out)."""
   if _opted_out(os.environ):
@@ -42,10 +47,6 @@ def reuse_freed_memory() -> bool:
   except (OSError, AttributeError, TypeError):   # no C library found, or not glibc
     return False
   return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
-
-
-def _opted_out(environ) -> bool:
-  return environ.get("SPEECHJAX_SYSTEM_MALLOC", "") not in ("", "0")
 
 
 def preload_tcmalloc_for_children(path: str = TCMALLOC, environ=os.environ) -> bool:
